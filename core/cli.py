@@ -1,0 +1,61 @@
+"""The ``lossopt`` command: ``plugins``, ``train``, ``report``, ``ui``.
+
+User errors (LossoptError) are printed as one message with a non-zero exit status;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lossopt.core.errors import LossoptError
+from rich.console import Console
+
+__all__ = ["main"]
+
+err_console = Console(stderr=True)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from lossopt.core.plugin_view import show_plugin, show_plugins
+
+    console = Console()
+    if args.name:
+        show_plugin(console, args.name)
+    else:
+        show_plugins(console, args.kind)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lossopt",
+        description="Compare loss functions and optimizers.",
+        epilog="Training: 'lossopt train [hydra overrides]', e.g. "
+        "'lossopt train -m loss=cross_entropy,focal optimizer=sgd,adamw'.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plugins = commands.add_parser("plugins", help="list plugins, or show one's parameters")
+    plugins.add_argument("action", nargs="?", choices=["show"], help="show one plugin")
+    plugins.add_argument("name", nargs="?", help="NAME or KIND/NAME")
+    plugins.add_argument("--kind", help="list only this kind (loss, optimizer, …)")
+    plugins.set_defaults(run=_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "plugins" and args.action == "show" and not args.name:
+            raise LossoptError("'lossopt plugins show' needs a NAME or KIND/NAME.")
+        return args.run(args)
+    except LossoptError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Errors meant for users: one message saying what is wrong, why, and what to do.
+
+The CLI prints these without a traceback and exits non-zero; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "LossoptError", "PluginError"]
+
+
+class LossoptError(Exception):
+    """A problem the user can fix; ``str(error)`` is the whole message."""
+
+
+class PluginError(LossoptError):
+    """A plugin name that is unknown, broken or provided twice."""
+
+
+class ConfigError(LossoptError):
+    """Every problem found in a config, reported at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"invalid configuration ({len(self.problems)} {noun}):\n{lines}")

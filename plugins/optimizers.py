@@ -1,0 +1,32 @@
+"""Built-in optimizer plugins: every optimizer in ``torch.optim``.
+
+Each is the torch class itself; the spec adds the capability flags the trainer and
+the tests read. A test checks that no optimizer of the installed torch is missing.
+"""
+
+from __future__ import annotations
+
+from lossopt.core.specs import OptimizerSpec
+from torch import optim
+
+sgd = OptimizerSpec(optim.SGD, "Stochastic gradient descent with momentum, Nesterov, weight decay.")
+adam = OptimizerSpec(optim.Adam, "Adam: adaptive moments (Kingma & Ba 2015).")
+adamw = OptimizerSpec(optim.AdamW, "AdamW: Adam with decoupled weight decay.")
+nadam = OptimizerSpec(optim.NAdam, "NAdam: Adam with Nesterov momentum.")
+radam = OptimizerSpec(optim.RAdam, "RAdam: Adam with a rectified adaptive learning rate.")
+rmsprop = OptimizerSpec(optim.RMSprop, "RMSprop: divides by a running RMS of the gradients.")
+adagrad = OptimizerSpec(optim.Adagrad, "Adagrad: per-parameter rates from summed squares.")
+adadelta = OptimizerSpec(optim.Adadelta, "Adadelta: Adagrad with a decaying window.")
+adamax = OptimizerSpec(optim.Adamax, "Adamax: Adam with the infinity norm.")
+adafactor = OptimizerSpec(optim.Adafactor, "Adafactor: factored second moments, low memory.")
+asgd = OptimizerSpec(optim.ASGD, "Averaged stochastic gradient descent.")
+rprop = OptimizerSpec(optim.Rprop, "Rprop: step sizes from gradient signs (full batches).")
+lbfgs = OptimizerSpec(
+    optim.LBFGS, "L-BFGS quasi-Newton method; re-evaluates the loss.", needs_closure=True
+)
+sparse_adam = OptimizerSpec(
+    optim.SparseAdam, "Adam for sparse gradients (embeddings).", sparse_gradients=True
+)
+muon = OptimizerSpec(
+    optim.Muon, "Muon: orthogonalized momentum for 2-D weights.", matrix_params_only=True
+)
