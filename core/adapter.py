@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import Contract, LossSpec
-from torch import Tensor
 
 __all__ = ["adapt", "contract_for"]
 

@@ -10,8 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lossopt.core.errors import LossoptError
 from rich.console import Console
+
+from lossopt.core.errors import LossoptError
 
 __all__ = ["main"]
 
@@ -29,6 +30,18 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from lossopt.core.tracking import default_uri
+
+    uri = args.uri or default_uri()
+    console = Console()
+    console.print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl+C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    return subprocess.call([*command, "--host", "127.0.0.1", "--port", str(args.port)])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lossopt",
@@ -42,12 +55,23 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("name", nargs="?", help="NAME or KIND/NAME")
     plugins.add_argument("--kind", help="list only this kind (loss, optimizer, …)")
     plugins.set_defaults(run=_plugins)
+    commands.add_parser(
+        "train", help="run one experiment, or a sweep with -m (Hydra overrides follow)"
+    )
+    ui = commands.add_parser("ui", help="open the MLflow UI on this directory's store")
+    ui.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(run=_ui)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["train"]:  # everything after it belongs to Hydra
+            from lossopt.core.app import train
+
+            return train(argv[1:])
         args = _parser().parse_args(argv)
         if args.command == "plugins" and args.action == "show" and not args.name:
             raise LossoptError("'lossopt plugins show' needs a NAME or KIND/NAME.")

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Optional, Union
 
+from omegaconf import MISSING
+
 from lossopt.core.checks import OneOf
 from lossopt.core.errors import ConfigError
 from lossopt.core.registry import KINDS, close_matches, registry
 from lossopt.core.specs import DataSpec, LossSpec, PluginSpec
-from omegaconf import MISSING
 
 __all__ = ["Param", "build", "check_values", "config_class", "parameters", "store_configs"]
 

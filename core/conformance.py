@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
+
 from lossopt.core.adapter import adapt
 from lossopt.core.configs import NAME_FIELD, build, config_class
 from lossopt.core.registry import registry
 from lossopt.core.specs import LossSpec, OptimizerSpec
-from omegaconf import OmegaConf
 
 __all__ = ["check_loss", "check_optimizer", "sample_problem"]
 

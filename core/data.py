@@ -19,9 +19,10 @@ from typing import Any, NamedTuple
 
 import torch
 from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import TASKS
-from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["Split", "TensorDataModule"]
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from lossopt.core.checks import OneOf, Range
-from lossopt.core.configs import parameters
-from lossopt.core.registry import KINDS, Plugin, find, registry
-from lossopt.core.specs import DataSpec, LossSpec, OptimizerSpec, PluginSpec, SchedulerSpec
 from omegaconf import MISSING
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from lossopt.core.checks import OneOf, Range
+from lossopt.core.configs import parameters
+from lossopt.core.registry import KINDS, Plugin, find, registry
+from lossopt.core.specs import DataSpec, LossSpec, OptimizerSpec, PluginSpec, SchedulerSpec
 
 _STATUS_STYLE = {"ok": "green", "broken": "red", "conflict": "yellow"}
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lossopt.core.checks import OneOf, Range
-from lossopt.core.specs import Contract, LossSpec
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
+
+from lossopt.core.checks import OneOf, Range
+from lossopt.core.specs import Contract, LossSpec
 
 _INDEX = {"multiclass": Contract("logits", "index")}
 _ONEHOT_LOGITS = {

@@ -6,8 +6,9 @@ the tests read. A test checks that no optimizer of the installed torch is missin
 
 from __future__ import annotations
 
-from lossopt.core.specs import OptimizerSpec
 from torch import optim
+
+from lossopt.core.specs import OptimizerSpec
 
 sgd = OptimizerSpec(optim.SGD, "Stochastic gradient descent with momentum, Nesterov, weight decay.")
 adam = OptimizerSpec(optim.Adam, "Adam: adaptive moments (Kingma & Ba 2015).")

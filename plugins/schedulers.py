@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from torch.optim import Optimizer, lr_scheduler
+
 from lossopt.core.checks import Range
 from lossopt.core.specs import SchedulerSpec
-from torch.optim import Optimizer, lr_scheduler
 
 _FRACTION = Range(0.0, 1.0)
 _POSITIVE = Range(0.0, None, low_inclusive=False)

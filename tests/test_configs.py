@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import lossopt
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+import lossopt
 from lossopt.core.app import compose
 from lossopt.core.configs import parameters, validate_plugins
 from lossopt.core.errors import ConfigError
 from lossopt.core.registry import KINDS, registry
-from omegaconf import OmegaConf
 
 
 def _cause_text(exc: BaseException) -> str:

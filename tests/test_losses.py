@@ -3,15 +3,16 @@ built-ins compute exactly what the underlying library loss computes."""
 
 from __future__ import annotations
 
-import lossopt
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+import lossopt
 from lossopt.core.adapter import adapt
 from lossopt.core.registry import registry
 from lossopt.core.specs import LossSpec
 from lossopt.testing import check_loss, sample_problem
-from torchvision.ops import sigmoid_focal_loss
 
 
 def _loss_tasks():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 
-import lossopt
 import pytest
 import torch
+
+import lossopt
 from lossopt.core.registry import registry
 from lossopt.testing import check_optimizer
 

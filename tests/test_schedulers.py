@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lossopt.core.configs import build
 from lossopt.core.registry import registry
 

@@ -1,0 +1,165 @@
+"""The LightningModule every experiment runs: a model, a loss, an optimizer, metrics.
+
+The loss sees the model output and the targets in the forms its contract declares
+(``core.adapter``); metrics always see them in the task's natural form, so runs with
+different losses are measured alike. Nothing here syncs the GPU per step: losses and
+metrics are logged as tensors and reduced by Lightning at logging time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelF1Score,
+)
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+
+from lossopt.core.adapter import adapt
+from lossopt.core.errors import LossoptError
+from lossopt.core.specs import Contract, OptimizerSpec
+
+__all__ = ["DivergedError", "ExperimentModule", "metrics_for", "parameter_groups"]
+
+
+class DivergedError(LossoptError):
+    """The loss became NaN or infinite."""
+
+
+def metrics_for(task: str, num_outputs: int) -> MetricCollection:
+    """Classification: accuracy and macro-F1; regression: MAE, MSE, R²."""
+    if task == "multiclass":
+        return MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(num_outputs, average="micro"),
+                "f1_macro": MulticlassF1Score(num_outputs, average="macro"),
+            }
+        )
+    if task == "multilabel":
+        return MetricCollection(
+            {
+                "accuracy": MultilabelAccuracy(num_outputs, average="micro"),
+                "f1_macro": MultilabelF1Score(num_outputs, average="macro"),
+            }
+        )
+    r2 = R2Score(multioutput="uniform_average") if num_outputs > 1 else R2Score()
+    return MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": r2})
+
+
+def parameter_groups(modules: list[nn.Module], weight_decay: float | None) -> list[dict]:
+    """All trainable parameters; with weight decay, biases and normalization weights
+    (the 1-D parameters) go to a group without it, as is standard practice."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    if not weight_decay:
+        return [{"params": params}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return [
+        g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
+    ]
+
+
+class ExperimentModule(L.LightningModule):
+    """Trains ``model`` with ``loss``; the optimizer and schedule are built by the
+    given callables once Lightning knows the number of steps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        contract: Contract,
+        task: str,
+        num_outputs: int,
+        optimizer_spec: OptimizerSpec,
+        make_optimizer: Callable[[list[dict]], torch.optim.Optimizer],
+        make_scheduler: Callable[[torch.optim.Optimizer, int], Any],
+        scheduler_interval: str,
+        weight_decay: float | None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss  # a loss with parameters is trained with the model
+        self.contract, self.task = contract, task
+        self.optimizer_spec = optimizer_spec
+        self._make_optimizer, self._make_scheduler = make_optimizer, make_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.weight_decay = weight_decay
+        metrics = metrics_for(task, num_outputs)
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.confusion = MulticlassConfusionMatrix(num_outputs) if task == "multiclass" else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        output = self.model(x)
+        loss = self.loss(*adapt(output, y, self.contract, self.task))
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(*self._metric_inputs(output, y))
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(x))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        if stage == "test" and self.confusion is not None:
+            self.confusion.update(output.detach(), y)
+        return loss
+
+    def _metric_inputs(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        output = output.detach()
+        if self.task == "multilabel":
+            return output, y.long()
+        if self.task == "regression" and output.shape[1] == 1:
+            return output.squeeze(1), y.reshape(-1)
+        return output, y
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        # One check per epoch (not per step, which would sync the GPU every step).
+        loss = self.trainer.callback_metrics.get("train/loss_epoch")
+        if loss is not None and not torch.isfinite(loss):
+            raise DivergedError(
+                f"training diverged: the training loss is {float(loss)} at epoch "
+                f"{self.current_epoch}. Try a smaller optimizer.lr."
+            )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Optimizers for sparse gradients (SparseAdam) get the same gradient in sparse
+        # form; for dense models this gives a lazy, element-wise update.
+        if self.optimizer_spec.sparse_gradients:
+            for p in self.parameters():
+                if p.grad is not None and not p.grad.is_sparse:
+                    p.grad = p.grad.to_sparse()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups([self.model, self.loss], self.weight_decay)
+        optimizer = self._make_optimizer(groups)
+        trainer = self.trainer
+        steps = (
+            trainer.max_epochs
+            if self.scheduler_interval == "epoch"
+            else trainer.estimated_stepping_batches
+        )
+        scheduler = self._make_scheduler(optimizer, int(steps))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }

@@ -1,0 +1,238 @@
+"""MLflow tracking of one job: the run, its params, tags, inputs and artifacts.
+
+The run is created here (rank 0, before ``fit``) and handed to Lightning's
+MLFlowLogger by id, so metrics flow through Lightning (batched, asynchronous) while
+lossopt owns the run's life: whatever happens, it ends FINISHED, FAILED or KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "TrackedRun",
+    "default_uri",
+    "fingerprint",
+    "flatten",
+    "git_commit",
+    "job_config",
+    "open_client",
+    "run_name",
+    "source_tags",
+    "tracked_run",
+]
+
+# Config sections that do not change what a job computes (where it logs, how much
+# it prints), left out of the fingerprint that identifies a job across re-runs.
+_NOT_IN_FINGERPRINT = ("tracking", "hydra")
+TAG_FINGERPRINT = "lossopt.fingerprint"
+TAG_SWEEP = "lossopt.sweep_id"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+def default_uri() -> str:
+    """A SQLite store in the directory lossopt was started from."""
+    return f"sqlite:///{Path(os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    return cfg.tracking.uri or default_uri()
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config that defines what a job computes."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in _NOT_IN_FINGERPRINT}
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    text = json.dumps(job_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → ``{"optimizer.lr": 0.001, …}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``focal-adamw-lr0.001-s0``: readable in the MLflow UI's run list."""
+    return f"{cfg.loss.name}-{cfg.optimizer.name}-lr{cfg.optimizer.get('lr', 0):g}-s{cfg.seed}"
+
+
+def source_tags(cfg: DictConfig) -> dict[str, str]:
+    """``lossopt.source.loss = lossopt==0.1.0`` for each selected plugin."""
+    from lossopt.core.configs import PLUGIN_GROUPS
+    from lossopt.core.registry import registry
+
+    return {
+        f"lossopt.source.{kind}": str(registry(kind).plugin(cfg[kind].name).source)
+        for kind in PLUGIN_GROUPS
+    }
+
+
+def git_commit(path: str | os.PathLike = ".") -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def open_client(uri: str):
+    """A client on ``uri``; for SQLite this creates the schema on first use."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+@dataclass
+class TrackedRun:
+    """A live MLflow run (or none, when tracking is off)."""
+
+    client: Any = None
+    run_id: str | None = None
+    uri: str | None = None
+    experiment: str | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.run_id is not None
+
+    def logger(self):
+        """The Lightning logger writing this run's metrics, or False."""
+        if not self.enabled:
+            return False
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        return MLFlowLogger(
+            experiment_name=self.experiment,
+            tracking_uri=self.uri,
+            run_id=self.run_id,
+            synchronous=False,
+        )
+
+    def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None:
+        if self.enabled:
+            self.client.log_dict(self.run_id, dict(values), artifact_file)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        import matplotlib.pyplot as plt
+
+        if self.enabled:
+            self.client.log_figure(self.run_id, figure, artifact_file)
+        plt.close(figure)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        if self.enabled:
+            from mlflow.entities import Metric
+
+            now = _now_ms()
+            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_input(self, description: Mapping[str, Any], context: str = "train") -> None:
+        """The dataset as a run input (name, digest of its description, profile)."""
+        if not self.enabled:
+            return
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        text = json.dumps(dict(description), sort_keys=True, default=str)
+        dataset = MetaDataset(
+            source=HTTPDatasetSource(url=f"lossopt://data/{description['name']}"),
+            name=str(description["name"]),
+            digest=hashlib.sha256(text.encode()).hexdigest()[:10],
+        )
+        entity = dataset._to_mlflow_entity()
+        tag = InputTag(key="mlflow.data.context", value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[tag])])
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+@contextlib.contextmanager
+def tracked_run(
+    cfg: DictConfig, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> Iterator[TrackedRun]:
+    """Create the job's run before training and always give it a terminal status.
+
+    FINISHED when the body returns, KILLED on an interrupt, FAILED on an error, with
+    the error message as a tag and the traceback as an artifact.
+    """
+    if not cfg.tracking.enabled or not _is_rank_zero():
+        yield TrackedRun()
+        return
+    import mlflow
+    from mlflow.entities import Param, RunTag
+
+    uri = tracking_uri(cfg)
+    client = open_client(uri)
+    exp_id = experiment_id(client, cfg.tracking.experiment)
+    all_tags = {TAG_FINGERPRINT: fingerprint(cfg), **tags}
+    if parent_run_id:
+        all_tags[TAG_PARENT] = parent_run_id
+    if commit := git_commit():
+        all_tags["mlflow.source.git.commit"] = commit
+    run = client.create_run(exp_id, tags=all_tags, run_name=run_name(cfg))
+    tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
+    params = [Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()]
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+        client.log_batch(tracked.run_id, params=params[start : start + 100])
+    client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    status = "FAILED"
+    try:
+        yield tracked
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        client.log_batch(tracked.run_id, tags=[RunTag("lossopt.error", message[:5000])])
+        client.log_text(tracked.run_id, traceback.format_exc(), "error.txt")
+        raise
+    finally:
+        mlflow.flush_async_logging()
+        client.set_terminated(tracked.run_id, status)

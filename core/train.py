@@ -1,0 +1,171 @@
+"""One experiment: validate → build → track → fit → test → summarize.
+
+``run(cfg)`` is what ``lossopt train`` calls for each job (once, or once per job of
+a sweep); it returns the monitored validation metric so Hydra sweepers can use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lossopt.core.configs import build, plugin_values, validate_plugins
+from lossopt.core.errors import ConfigError, LossoptError
+from lossopt.core.registry import registry
+from lossopt.core.specs import LossSpec, ModelSpec
+
+__all__ = ["RunResult", "monitor_of", "run", "validate"]
+
+
+@dataclass
+class RunResult:
+    objective: float
+    monitor: str
+    metrics: dict[str, float]
+    run_id: str | None
+    tracking_uri: str | None
+    best_checkpoint: str | None
+
+
+def monitor_of(cfg: DictConfig) -> tuple[str, str]:
+    """(metric, mode): the configured one, or accuracy / MSE by task."""
+    regression = cfg.data.task == "regression"
+    metric = cfg.monitor if cfg.monitor != "auto" else ("val/mse" if regression else "val/accuracy")
+    mode = cfg.monitor_mode
+    if mode == "auto":
+        mode = "min" if any(k in metric for k in ("loss", "mse", "mae")) else "max"
+    return metric, mode
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every problem of the config at once, before anything heavy runs."""
+    problems = validate_plugins(cfg)
+    task = cfg.data.task
+    loss = registry("loss").plugin(cfg.loss.name)
+    if loss.error is None and task not in (spec := loss.load()).tasks:
+        assert isinstance(spec, LossSpec)
+        problems.append(
+            f"loss={cfg.loss.name}: it serves {', '.join(spec.tasks)}, but data="
+            f"{cfg.data.name} is a {task} task. Choose a {task} loss "
+            f"('lossopt plugins --kind loss' shows each loss's tasks)."
+        )
+    model = registry("model").plugin(cfg.model.name)
+    if model.error is None and len(cfg.data.input_shape) != 3:
+        spec = model.load()
+        if isinstance(spec, ModelSpec) and spec.image_only:
+            problems.append(
+                f"model={cfg.model.name}: needs image inputs [C, H, W], but data="
+                f"{cfg.data.name} gives {list(cfg.data.input_shape)}. Use model=mlp."
+            )
+    if cfg.monitor_mode not in ("auto", "min", "max"):
+        problems.append(f"monitor_mode: {cfg.monitor_mode!r} is not one of auto, min, max")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _loss_values(cfg: DictConfig, data: Any) -> dict[str, Any]:
+    values = plugin_values(cfg, "loss")
+    spec = registry("loss").spec(cfg.loss.name)
+    key = spec.class_weights if isinstance(spec, LossSpec) else None
+    if key and values.get(key) == "balanced":
+        counts = data.class_counts().clamp(min=1)
+        # "balanced" as in scikit-learn: n_samples / (n_classes * count per class).
+        values[key] = (counts.sum() / (len(counts) * counts)).tolist()
+    return values
+
+
+def _check_matrix_only(cfg: DictConfig, model: Any, loss: Any) -> None:
+    spec = registry("optimizer").spec(cfg.optimizer.name)
+    if not getattr(spec, "matrix_params_only", False):
+        return
+    others = [n for m in (model, loss) for n, p in m.named_parameters() if p.ndim != 2]
+    if others:
+        raise LossoptError(
+            f"optimizer={cfg.optimizer.name} accepts only 2-D parameters, but the model "
+            f"and loss have others: {', '.join(others[:4])}{' …' if len(others) > 4 else ''}. "
+            f"Use a model without them (e.g. model=mlp model.bias=false) or another optimizer."
+        )
+
+
+def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = None) -> RunResult:
+    """Train and test one configuration; see the module docstring."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lossopt.core.adapter import contract_for
+    from lossopt.core.module import ExperimentModule
+    from lossopt.core.tracking import source_tags, tracked_run
+
+    # 1. Validate everything before anything heavy runs.
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    # 2. Build the plugins, through the registry only.
+    data = build("data", cfg.data.name, plugin_values(cfg, "data"))
+    model = build("model", cfg.model.name, plugin_values(cfg, "model"))
+    loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
+    _check_matrix_only(cfg, model, loss)
+    loss_spec = registry("loss").spec(cfg.loss.name)
+    optimizer_spec = registry("optimizer").spec(cfg.optimizer.name)
+    scheduler_spec = registry("scheduler").spec(cfg.scheduler.name)
+    optimizer_values = plugin_values(cfg, "optimizer")
+    weight_decay = optimizer_values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
+    module = ExperimentModule(
+        model=model,
+        loss=loss,
+        contract=contract_for(loss_spec, cfg.loss.name, data.task, cfg.data.name),
+        task=data.task,
+        num_outputs=data.num_outputs,
+        optimizer_spec=optimizer_spec,
+        make_optimizer=lambda groups: build(
+            "optimizer", cfg.optimizer.name, optimizer_values, params=groups
+        ),
+        make_scheduler=lambda opt, steps: build(
+            "scheduler",
+            cfg.scheduler.name,
+            plugin_values(cfg, "scheduler"),
+            optimizer=opt,
+            total_steps=steps,
+        ),
+        scheduler_interval=scheduler_spec.interval,
+        weight_decay=weight_decay,
+    )
+    monitor, mode = monitor_of(cfg)
+    checkpoint = ModelCheckpoint(
+        dirpath=Path(output_dir) / "checkpoints", monitor=monitor, mode=mode, save_top_k=1
+    )
+
+    # 3. Track: the run exists before fit and always ends with a terminal status.
+    with tracked_run(cfg, source_tags(cfg), parent_run_id) as tracked:
+        tracked.log_input(data.describe())
+        trainer = L.Trainer(
+            **cfg.trainer,
+            logger=tracked.logger(),
+            callbacks=[checkpoint],
+            default_root_dir=str(output_dir),
+            enable_model_summary=False,
+        )
+        # 4. Fit, then test the best checkpoint.
+        trainer.fit(module, datamodule=data)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        best = checkpoint.best_model_path or None
+        tested = trainer.test(
+            module, datamodule=data, ckpt_path="best" if best else None, verbose=False
+        )
+        metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
+        score = checkpoint.best_model_score
+        objective = float(score) if score is not None else math.nan
+        # 5. Summarize into the run.
+        tracked.log_metrics({f"best_{monitor}": objective})
+        if module.confusion is not None:
+            from lossopt.core.plots import confusion_figure
+
+            tracked.log_figure(confusion_figure(module.confusion.compute()), "confusion_matrix.png")
+        if best and cfg.log_checkpoint:
+            tracked.log_artifact(best, "checkpoints")
+    return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)

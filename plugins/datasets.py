@@ -1,0 +1,391 @@
+"""Built-in dataset plugins: scikit-learn's bundled sets, synthetic data, torchvision sets.
+
+Each plugin is a ``DataSpec`` whose factory returns a ``TensorDataModule``. Raw data is
+loaded once per process (``lru_cache`` on the loaders, keyed by their arguments), so the
+jobs of a sweep share it; each job then splits it with its own ``split_seed``.
+
+``info`` tells the rest of the config about the data (``${data.num_outputs}`` for the
+model, ``${data.num_classes}`` for class weights); relative interpolations point at the
+plugin's own parameters (one level deeper inside a list).
+"""
+
+# No `from __future__ import annotations`: the factories' annotations are read as the
+# plugins' typed configs and must stay real types.
+
+import functools
+import inspect
+import math
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn import datasets as skdata
+from sklearn.model_selection import train_test_split
+from torchvision import datasets as tvdata
+
+from lossopt.core.checks import Check, OneOf, Range
+from lossopt.core.data import Split, TensorDataModule
+from lossopt.core.errors import LossoptError
+from lossopt.core.specs import TASKS, DataSpec
+
+__all__ = ["cifar10", "diabetes", "digits", "fashion_mnist", "mnist", "synthetic"]
+
+_FRACTION = Range(0.0, 1.0, low_inclusive=False, high_inclusive=False)
+_COMMON_CHECKS = {
+    "batch_size": Range(1, None),
+    "num_workers": Range(0, None),
+    "val_fraction": _FRACTION,
+    "test_fraction": _FRACTION,
+}
+
+
+# --- splitting and scaling ------------------------------------------------------------
+
+
+def _split(
+    name: str, n: int, seed: int, val: float, test: float = 0.0, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train/val/test; ``val`` and ``test`` are fractions of all ``n`` examples.
+
+    Stratified by ``labels`` when given and every class can be spread over the splits;
+    otherwise a plain random split (tiny or very unbalanced data).
+    """
+    if val + test >= 1.0:
+        raise LossoptError(
+            f"dataset '{name}': val_fraction + test_fraction = {val + test:g} leaves no "
+            "training data; make their sum < 1"
+        )
+
+    def cut(idx: np.ndarray, size: float) -> list[np.ndarray]:
+        try:
+            strata = None if labels is None else labels[idx]
+            return train_test_split(idx, test_size=size, random_state=seed, stratify=strata)
+        except ValueError:
+            return train_test_split(idx, test_size=size, random_state=seed)
+
+    rest, test_idx = cut(np.arange(n), test) if test > 0 else (np.arange(n), np.arange(0))
+    train_idx, val_idx = cut(rest, val / (1.0 - test))
+    return train_idx, val_idx, test_idx
+
+
+def _splits(x: torch.Tensor, y: torch.Tensor, parts: tuple[np.ndarray, ...]) -> list[Split]:
+    return [Split(x[torch.from_numpy(p)], y[torch.from_numpy(p)]) for p in parts]
+
+
+def _standardize(splits: list[Split], inputs: bool, targets: bool) -> list[Split]:
+    """Center and scale by the training split's statistics (never the val/test ones)."""
+
+    def scaler(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        mean, std = t.mean(dim=0), t.std(dim=0).clamp_min(1e-8)
+        return lambda v: (v - mean) / std
+
+    fx = scaler(splits[0].x) if inputs else (lambda v: v)
+    fy = scaler(splits[0].y) if targets else (lambda v: v)
+    return [Split(fx(s.x), fy(s.y)) for s in splits]
+
+
+# --- scikit-learn bundled sets ----------------------------------------------------------
+
+
+@functools.cache
+def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """8×8 digit images in [0, 1], [N, 1, 8, 8] float32; labels int64 [N]."""
+    bunch = skdata.load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return x, torch.tensor(bunch.target, dtype=torch.int64)
+
+
+def digits_data(
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Handwritten digits 8×8 (scikit-learn, bundled): 1797 images, 10 classes."""
+    x, y = _load_digits()
+    parts = _split("digits", len(x), split_seed, val_fraction, test_fraction, y.numpy())
+    train, val, test = _splits(x, y, parts)
+    return TensorDataModule("digits", "multiclass", train, val, test, 10, batch_size, num_workers)
+
+
+@functools.cache
+def _load_diabetes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw features [442, 10] and disease progression [442, 1], float32."""
+    bunch = skdata.load_diabetes(scaled=False)
+    x = torch.tensor(bunch.data, dtype=torch.float32)
+    return x, torch.tensor(bunch.target, dtype=torch.float32).unsqueeze(1)
+
+
+def diabetes_data(
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Diabetes progression (scikit-learn, bundled): 442 patients, 10 features, regression.
+
+    Inputs are standardized; targets are divided by their training std but not centered,
+    so they stay positive (Poisson NLL needs that; R² does not change).
+    """
+    x, y = _load_diabetes()
+    parts = _split("diabetes", len(x), split_seed, val_fraction, test_fraction)
+    splits = _standardize(_splits(x, y, parts), inputs=True, targets=False)
+    scale = splits[0].y.std()
+    train, val, test = (Split(s.x, s.y / scale) for s in splits)
+    return TensorDataModule("diabetes", "regression", train, val, test, 0, batch_size, num_workers)
+
+
+# --- synthetic ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _make_synthetic(
+    task: str, n_samples: int, n_features: int, n_outputs: int, noise: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs [N, n_features] and targets in the task's form (see ``core.data.Split``)."""
+    rng = np.random.default_rng(seed)
+    if task == "multiclass":
+        informative = min(n_features, max(n_features // 2, math.ceil(math.log2(n_outputs))))
+        x, y = skdata.make_classification(
+            n_samples, n_features, n_informative=informative,
+            n_redundant=(n_features - informative) // 2, n_classes=n_outputs,
+            n_clusters_per_class=1, flip_y=noise, random_state=seed,
+        )  # fmt: skip
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+    if task == "multilabel":
+        x, y = skdata.make_multilabel_classification(
+            n_samples, n_features, n_classes=n_outputs, random_state=seed
+        )
+        # Label noise as for multiclass: a `noise` fraction of rows get random labels.
+        noisy = rng.random(n_samples) < noise
+        y[noisy] = rng.integers(0, 2, size=(int(noisy.sum()), n_outputs))
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    x, y = skdata.make_regression(n_samples, n_features, n_targets=n_outputs, random_state=seed)
+    y = y.reshape(n_samples, n_outputs)
+    y = y + noise * y.std(axis=0) * rng.standard_normal(y.shape)  # noise relative to signal
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+
+
+def synthetic_data(
+    task: str = "multiclass",
+    n_samples: int = 2000,
+    n_features: int = 20,
+    n_outputs: int = 4,
+    noise: float = 0.1,
+    seed: int = 0,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Synthetic data (scikit-learn generators) for a multiclass, multilabel or regression task.
+
+    n_outputs: classes, labels or regression targets. noise: for classification the
+    fraction of examples given random labels, for regression the std of added noise
+    relative to the targets'. Inputs (and regression targets) are standardized.
+    """
+    if task not in TASKS:
+        raise LossoptError(
+            f"dataset 'synthetic': task={task!r} is not supported; "
+            f"set data.task to one of {', '.join(TASKS)}"
+        )
+    if task == "multiclass" and not 2 <= n_outputs <= 2**n_features:
+        raise LossoptError(
+            f"dataset 'synthetic': n_outputs={n_outputs} classes with n_features={n_features}; "
+            "a multiclass task needs at least 2 classes and log2(classes) features: "
+            "change data.n_outputs or data.n_features"
+        )
+    x, y = _make_synthetic(task, n_samples, n_features, n_outputs, noise, seed)
+    labels = y.numpy() if task == "multiclass" else None
+    parts = _split("synthetic", len(x), split_seed, val_fraction, test_fraction, labels)
+    train, val, test = _standardize(_splits(x, y, parts), inputs=True, targets=task == "regression")
+    classes = 0 if task == "regression" else n_outputs
+    return TensorDataModule("synthetic", task, train, val, test, classes, batch_size, num_workers)
+
+
+# --- torchvision sets -------------------------------------------------------------------
+
+
+class _CIFAR10(tvdata.CIFAR10):
+    """CIFAR10 that verifies md5 sums only when downloading.
+
+    torchvision checks the md5 of every batch file on every load. That rejects any copy
+    that is not byte-identical to the official archive (batches re-pickled by another
+    tool, or written by tests in the same format) and re-reads 170 MB each time. Without
+    ``download`` we check that the files are present; a damaged file still fails when
+    it is unpickled. A download is verified as usual.
+    """
+
+    def __init__(self, root: str, train: bool, download: bool) -> None:
+        self._verify_md5 = download
+        if not download:
+            self.meta = {**self.meta, "md5": None}  # read by _load_meta
+        super().__init__(root, train=train, download=download)
+
+    def _check_integrity(self) -> bool:
+        if self._verify_md5:
+            return super()._check_integrity()
+        folder = os.path.join(self.root, self.base_folder)
+        files = [name for name, _ in self.train_list + self.test_list]
+        return all(os.path.isfile(os.path.join(folder, name)) for name in files)
+
+
+def _expected_files(cls: type, root: str) -> tuple[str, list[str]]:
+    """The folder torchvision reads and the file names it needs there."""
+    if issubclass(cls, tvdata.CIFAR10):
+        names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return os.path.join(root, cls.base_folder), names
+    names = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+    return os.path.join(root, cls.__name__, "raw"), names
+
+
+def _images(data: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 images [N, H, W] or [N, H, W, C] → float32 [N, C, H, W] in [0, 1]."""
+    x = torch.as_tensor(data)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div_(255.0).contiguous()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_torchvision(name: str, root: str, download: bool) -> tuple[Split, Split]:
+    """The official train and test splits of a torchvision set, as float tensors.
+
+    ``root`` must be absolute, so the cache key names one folder.
+    """
+    cls = _TORCHVISION[name]
+    try:
+        sets = [cls(root, train=train, download=download) for train in (True, False)]
+    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
+        raise _missing(name, cls, root, download, error) from error
+    return tuple(  # type: ignore[return-value]
+        Split(_images(s.data), torch.as_tensor(s.targets, dtype=torch.int64)) for s in sets
+    )
+
+
+def _missing(name: str, cls: type, root: str, download: bool, error: Exception) -> LossoptError:
+    """One message: what failed, where the files are expected, and how to get them."""
+    folder, files = _expected_files(cls, root)
+    missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
+    if download:
+        what = f"downloading it failed ({error})"
+    elif missing == files:
+        what = "its files are not there"
+    elif missing:
+        what = f"{', '.join(missing)} missing"
+    else:
+        what = f"its files could not be read ({error})"
+    fetch = "check the network" if download else "run with data.download=true to download them"
+    return LossoptError(
+        f"dataset '{name}': {what}. Expected in {folder}: {', '.join(files)}. "
+        f"To fix: {fetch}, or copy the files there "
+        f"(data.root={root} is the folder above {os.path.relpath(folder, root)})."
+    )
+
+
+_TORCHVISION: dict[str, type] = {
+    "mnist": tvdata.MNIST,
+    "fashion_mnist": tvdata.FashionMNIST,
+    "cifar10": _CIFAR10,
+}
+
+
+def _torchvision_data(
+    name: str, root: str, download: bool, batch_size: int, num_workers: int, val: float, seed: int
+) -> TensorDataModule:
+    """Official test split as test; validation is a stratified ``val`` fraction of train."""
+    train, test = _load_torchvision(name, os.path.abspath(os.path.expanduser(root)), download)
+    parts = _split(name, len(train.x), seed, val, labels=train.y.numpy())[:2]
+    fit, held_out = _splits(train.x, train.y, parts)
+    return TensorDataModule(name, "multiclass", fit, held_out, test, 10, batch_size, num_workers)
+
+
+def mnist_data(
+    root: str = "data",
+    download: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """MNIST handwritten digits 28×28 (torchvision), read from ``root``/MNIST/raw."""
+    return _torchvision_data(
+        "mnist", root, download, batch_size, num_workers, val_fraction, split_seed
+    )
+
+
+def fashion_mnist_data(
+    root: str = "data",
+    download: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Fashion-MNIST 28×28 (torchvision), read from ``root``/FashionMNIST/raw."""
+    return _torchvision_data(
+        "fashion_mnist", root, download, batch_size, num_workers, val_fraction, split_seed
+    )
+
+
+def cifar10_data(
+    root: str = "data",
+    download: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """CIFAR-10 32×32 colour images (torchvision), read from ``root``/cifar-10-batches-py."""
+    return _torchvision_data(
+        "cifar10", root, download, batch_size, num_workers, val_fraction, split_seed
+    )
+
+
+# --- the plugins --------------------------------------------------------------------------
+
+
+def _spec(factory: Callable[..., TensorDataModule], info: dict, **checks: Check) -> DataSpec:
+    """A DataSpec with the common value checks for the parameters ``factory`` has."""
+    params = inspect.signature(factory).parameters
+    common = {key: check for key, check in _COMMON_CHECKS.items() if key in params}
+    return DataSpec(factory, info=info, checks={**common, **checks})
+
+
+def _images_info(channels: int, size: int) -> dict[str, object]:
+    shape = [channels, size, size]
+    return {"task": "multiclass", "num_classes": 10, "num_outputs": 10, "input_shape": shape}
+
+
+digits = _spec(digits_data, _images_info(1, 8))
+mnist = _spec(mnist_data, _images_info(1, 28))
+fashion_mnist = _spec(fashion_mnist_data, _images_info(1, 28))
+cifar10 = _spec(cifar10_data, _images_info(3, 32))
+diabetes = _spec(
+    diabetes_data,
+    {"task": "regression", "num_classes": 0, "num_outputs": 1, "input_shape": [10]},
+)
+synthetic = _spec(
+    synthetic_data,
+    {
+        # `task` is a parameter here, so it is already a field of the config.
+        # num_classes is n_outputs for classification and 0 for regression; OmegaConf has
+        # no conditional, so it is looked up by task in this small table.
+        "num_classes": "${.num_classes_by_task.${.task}}",
+        "num_classes_by_task": {
+            "multiclass": "${..n_outputs}",
+            "multilabel": "${..n_outputs}",
+            "regression": 0,
+        },
+        "num_outputs": "${.n_outputs}",
+        "input_shape": ["${..n_features}"],  # inside a list: one level deeper
+    },
+    task=OneOf(TASKS),
+    n_samples=Range(10, None),
+    n_features=Range(1, None),
+    n_outputs=Range(1, None),
+    noise=Range(0.0, 1.0),
+)
