@@ -80,16 +80,64 @@ def _print_summary(result) -> None:
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=VERSION_BASE)
 def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from lossopt.core.sweep import job_context
+
+    hydra_cfg = HydraConfig.get()
+    _print_config(cfg)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, hydra_cfg, *job_context())
     from lossopt.core.train import run
 
-    _print_config(cfg)
     try:
-        result = run(cfg, HydraConfig.get().runtime.output_dir)
+        result = run(cfg, hydra_cfg.runtime.output_dir)
     except LossoptError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(2) from None
     _print_summary(result)
+    return result.objective
+
+
+def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None):
+    """One job of a sweep: skipped when already FINISHED, a failure recorded and
+    reported without stopping the other jobs. Returns the objective (NaN on failure)."""
+    from lossopt.core.sweep import finished_job, write_result
+    from lossopt.core.train import monitor_of, run
+
+    job = hydra_cfg.job.num
+    monitor, _ = monitor_of(cfg)
+    row = {
+        "job": job,
+        "loss": cfg.loss.name,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.get("lr"),
+        "seed": cfg.seed,
+        "overrides": list(hydra_cfg.overrides.task),
+    }
+    results = results or Path(hydra_cfg.runtime.output_dir)
+    if parent_run_id and (done := finished_job(cfg, parent_run_id)) is not None:
+        objective = done.data.metrics.get(f"best_{monitor}", float("nan"))
+        console.print(f"[yellow]skip[/] job {job}: already FINISHED as run {done.info.run_id}")
+        write_result(
+            results,
+            job,
+            {**row, "status": "skipped", "objective": objective, "run_id": done.info.run_id},
+        )
+        return objective
+    try:
+        result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id=parent_run_id)
+    except Exception as exc:  # one failed job must not stop the sweep
+        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LossoptError) else str(exc)
+        Console(stderr=True).print(f"[bold red]job {job} failed:[/] {message}", highlight=False)
+        write_result(results, job, {**row, "status": "failed", "error": message[:500]})
+        return float("nan")
+    _print_summary(result)
+    write_result(
+        results,
+        job,
+        {**row, "status": "finished", "objective": result.objective, "run_id": result.run_id},
+    )
     return result.objective
 
 

@@ -30,6 +30,15 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from lossopt.core.report import print_report, write_report
+    from lossopt.core.tracking import default_uri
+
+    report = write_report(args.uri or default_uri(), args.experiment, args.sweep, args.out)
+    print_report(report, Console())
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -58,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train", help="run one experiment, or a sweep with -m (Hydra overrides follow)"
     )
+    report = commands.add_parser(
+        "report", help="compare a sweep's runs: ranked table, lr sensitivity, curves"
+    )
+    report.add_argument(
+        "--experiment", default="lossopt", help="MLflow experiment (default: lossopt)"
+    )
+    report.add_argument(
+        "--sweep", default="latest", help="parent run id of the sweep (default: the latest sweep)"
+    )
+    report.add_argument("--out", help="output folder (default: reports/<sweep run name>/)")
+    report.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    report.set_defaults(run=_report)
     ui = commands.add_parser("ui", help="open the MLflow UI on this directory's store")
     ui.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
     ui.add_argument("--port", type=int, default=5000)

@@ -10,6 +10,7 @@ registered name, never from an import path found in a config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import types
@@ -148,8 +149,32 @@ def config_class(kind: str, name: str, spec: PluginSpec) -> type:
     fields += [(p.name, p.type, _field(p.default)) for p in parameters(spec)]
     if isinstance(spec, DataSpec):
         fields += [(key, Any, _field(value)) for key, value in spec.info.items()]
-    class_name = "".join(part.title() for part in f"{name}_{kind}_config".split("_"))
-    return dataclasses.make_dataclass(class_name, fields)
+    cls = dataclasses.make_dataclass(_class_name(kind, name), fields)
+    # Importable by name, so configs pickle into other processes (joblib, submitit),
+    # where the module's __getattr__ generates the class again.
+    cls.__module__ = __name__
+    return cls
+
+
+_CLASS_PREFIX = "Config__"
+
+
+def _class_name(kind: str, name: str) -> str:
+    label = name if name.isidentifier() else "hex_" + name.encode().hex()
+    return f"{_CLASS_PREFIX}{kind}__{label}"
+
+
+def __getattr__(attribute: str) -> type:
+    if attribute.startswith(_CLASS_PREFIX):
+        kind, _, label = attribute[len(_CLASS_PREFIX) :].partition("__")
+        names = [label]
+        if label.startswith("hex_"):
+            with contextlib.suppress(ValueError):
+                names.insert(0, bytes.fromhex(label[4:]).decode())
+        for name in names:
+            if _class_name(kind, name) == attribute:
+                return config_class(kind, name, registry(kind).spec(name))
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def store_configs() -> None:

@@ -124,7 +124,9 @@ class ExperimentModule(L.LightningModule):
         return output, y
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        self._nonfinite |= ~torch.isfinite(loss.detach())  # stays on the device
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -132,12 +134,14 @@ class ExperimentModule(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_train_epoch_start(self) -> None:
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+
     def on_train_epoch_end(self) -> None:
-        # One check per epoch (not per step, which would sync the GPU every step).
-        loss = self.trainer.callback_metrics.get("train/loss_epoch")
-        if loss is not None and not torch.isfinite(loss):
+        # Read once per epoch: checking every step would sync the GPU every step.
+        if bool(self._nonfinite):
             raise DivergedError(
-                f"training diverged: the training loss is {float(loss)} at epoch "
+                f"training diverged: the training loss became NaN or infinite in epoch "
                 f"{self.current_epoch}. Try a smaller optimizer.lr."
             )
 

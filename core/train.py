@@ -91,56 +91,60 @@ def _check_matrix_only(cfg: DictConfig, model: Any, loss: Any) -> None:
         )
 
 
-def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = None) -> RunResult:
-    """Train and test one configuration; see the module docstring."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
+def _module(cfg: DictConfig, data: Any, model: Any, loss: Any) -> Any:
     from lossopt.core.adapter import contract_for
     from lossopt.core.module import ExperimentModule
-    from lossopt.core.tracking import source_tags, tracked_run
 
-    # 1. Validate everything before anything heavy runs.
-    validate(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    # 2. Build the plugins, through the registry only.
-    data = build("data", cfg.data.name, plugin_values(cfg, "data"))
-    model = build("model", cfg.model.name, plugin_values(cfg, "model"))
-    loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
-    _check_matrix_only(cfg, model, loss)
-    loss_spec = registry("loss").spec(cfg.loss.name)
-    optimizer_spec = registry("optimizer").spec(cfg.optimizer.name)
-    scheduler_spec = registry("scheduler").spec(cfg.scheduler.name)
     optimizer_values = plugin_values(cfg, "optimizer")
+    scheduler_values = plugin_values(cfg, "scheduler")
     weight_decay = optimizer_values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
-    module = ExperimentModule(
+    loss_spec = registry("loss").spec(cfg.loss.name)
+    return ExperimentModule(
         model=model,
         loss=loss,
         contract=contract_for(loss_spec, cfg.loss.name, data.task, cfg.data.name),
         task=data.task,
         num_outputs=data.num_outputs,
-        optimizer_spec=optimizer_spec,
+        optimizer_spec=registry("optimizer").spec(cfg.optimizer.name),
         make_optimizer=lambda groups: build(
             "optimizer", cfg.optimizer.name, optimizer_values, params=groups
         ),
-        make_scheduler=lambda opt, steps: build(
+        make_scheduler=lambda optimizer, steps: build(
             "scheduler",
             cfg.scheduler.name,
-            plugin_values(cfg, "scheduler"),
-            optimizer=opt,
+            scheduler_values,
+            optimizer=optimizer,
             total_steps=steps,
         ),
-        scheduler_interval=scheduler_spec.interval,
+        scheduler_interval=registry("scheduler").spec(cfg.scheduler.name).interval,
         weight_decay=weight_decay,
     )
-    monitor, mode = monitor_of(cfg)
-    checkpoint = ModelCheckpoint(
-        dirpath=Path(output_dir) / "checkpoints", monitor=monitor, mode=mode, save_top_k=1
-    )
 
-    # 3. Track: the run exists before fit and always ends with a terminal status.
+
+def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = None) -> RunResult:
+    """Train and test one configuration; see the module docstring."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lossopt.core.tracking import source_tags, tracked_run
+
+    # 1. Track: the run exists before anything else happens, and always ends with a
+    # terminal status, so even a config error in a sweep's job is a FAILED run.
     with tracked_run(cfg, source_tags(cfg), parent_run_id) as tracked:
+        # 2. Validate everything before anything heavy runs.
+        validate(cfg)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+        # 3. Build the plugins, through the registry only.
+        data = build("data", cfg.data.name, plugin_values(cfg, "data"))
+        model = build("model", cfg.model.name, plugin_values(cfg, "model"))
+        loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
+        _check_matrix_only(cfg, model, loss)
+        module = _module(cfg, data, model, loss)
+        monitor, mode = monitor_of(cfg)
+        checkpoint = ModelCheckpoint(
+            dirpath=Path(output_dir) / "checkpoints", monitor=monitor, mode=mode, save_top_k=1
+        )
         tracked.log_input(data.describe())
         trainer = L.Trainer(
             **cfg.trainer,
@@ -165,7 +169,8 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         if module.confusion is not None:
             from lossopt.core.plots import confusion_figure
 
-            tracked.log_figure(confusion_figure(module.confusion.compute()), "confusion_matrix.png")
+            figure = confusion_figure(module.confusion.compute())
+            tracked.log_figure(figure, "confusion_matrix.png")
         if best and cfg.log_checkpoint:
             tracked.log_artifact(best, "checkpoints")
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)

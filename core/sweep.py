@@ -1,0 +1,173 @@
+"""Sweeps: one MLflow parent run per sweep, a child run per job, a summary at the end.
+
+``SweepCallback`` is a Hydra callback (``hydra.callbacks`` in ``conf/train.yaml``).
+In the launching process, before any job starts, it creates the MLflow schema, the
+experiment and the parent run — parallel jobs racing to create them would corrupt a
+new SQLite store — and hands the parent's id and a results folder to the jobs through
+the environment, which every launcher passes on (joblib workers, submitit jobs).
+Each job writes one small result file; at the end the callback ranks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
+
+__all__ = ["SweepCallback", "finished_job", "job_context", "write_result"]
+
+PARENT_ENV = "LOSSOPT_PARENT_RUN_ID"
+RESULTS_ENV = "LOSSOPT_SWEEP_RESULTS"
+TAG_IS_SWEEP = "lossopt.sweep"
+
+
+def sweep_id(config: DictConfig) -> str:
+    """The same sweep command (same overrides, same experiment) gives the same id."""
+    overrides = sorted(config.hydra.overrides.task)
+    text = json.dumps([config.tracking.experiment, overrides])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def job_context() -> tuple[str | None, Path | None]:
+    """(parent run id, results folder) when running as a job of a sweep."""
+    results = os.environ.get(RESULTS_ENV)
+    return os.environ.get(PARENT_ENV) or None, Path(results) if results else None
+
+
+def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{job_num}.json").write_text(json.dumps(dict(row), default=str))
+
+
+def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
+    """The FINISHED child run of this sweep with this job's config fingerprint."""
+    from lossopt.core.tracking import open_client, tracking_uri
+
+    client = open_client(tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
+            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}' and "
+            "attributes.status = 'FINISHED'"
+        ),
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+class SweepCallback(Callback):
+    """Parent run and summary of a multirun; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.results: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lossopt.core.train import monitor_of
+
+        self.results = Path(str(config.hydra.sweep.dir)).resolve() / ".lossopt-results"
+        os.environ[RESULTS_ENV] = str(self.results)
+        if not config.tracking.enabled:
+            return
+        from lossopt.core.tracking import experiment_id, open_client, tracking_uri
+
+        client = open_client(tracking_uri(config))  # creates the schema, once
+        exp_id = experiment_id(client, config.tracking.experiment)
+        sid = sweep_id(config)
+        existing = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{TAG_SWEEP}` = '{sid}' and tags.`{TAG_IS_SWEEP}` = 'true'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if existing:
+            self.parent_run_id = existing[0].info.run_id
+            client.update_run(self.parent_run_id, status="RUNNING")
+            Console().print(f"Resuming sweep: parent run {self.parent_run_id}")
+        else:
+            monitor, mode = monitor_of(config)
+            overrides = " ".join(config.hydra.overrides.task)
+            tags = {
+                TAG_IS_SWEEP: "true",
+                TAG_SWEEP: sid,
+                "lossopt.monitor": monitor,
+                "lossopt.monitor_mode": mode,
+                "lossopt.overrides": overrides[:5000],
+            }
+            run = client.create_run(exp_id, tags=tags, run_name=f"sweep-{sid[:8]}")
+            self.parent_run_id = run.info.run_id
+        os.environ[PARENT_ENV] = self.parent_run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        rows = self._rows()
+        failed = [r for r in rows if r["status"] == "failed"]
+        markdown = _summary(rows, config, Console())
+        if self.parent_run_id:
+            from lossopt.core.tracking import open_client, tracking_uri
+
+            client = open_client(tracking_uri(config))
+            client.log_text(self.parent_run_id, markdown, "summary.md")
+            client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
+            client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        for variable in (PARENT_ENV, RESULTS_ENV):
+            os.environ.pop(variable, None)
+        if failed:
+            Console(stderr=True).print(f"[bold red]{len(failed)} of {len(rows)} jobs failed.[/]")
+            raise SystemExit(1)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if self.results is None or not self.results.exists():
+            return []
+        files = sorted(self.results.glob("*.json"), key=lambda p: int(p.stem))
+        return [json.loads(p.read_text()) for p in files]
+
+
+def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -> str:
+    """Print the ranked table; return it as markdown for the parent run."""
+    from lossopt.core.train import monitor_of
+
+    monitor, mode = monitor_of(config)
+    done = [r for r in rows if r["status"] in ("finished", "skipped")]
+    done.sort(key=lambda r: r["objective"], reverse=mode == "max")
+    failed = [r for r in rows if r["status"] == "failed"]
+    columns = ("rank", "loss", "optimizer", "lr", "seed", monitor, "status", "run")
+    table = Table(title=f"sweep summary, ranked by {monitor} ({mode})")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("loss", "optimizer", "lr", "run"))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for rank, row in enumerate(done + failed, start=1):
+        score = row.get("objective")
+        cells = (
+            str(rank) if row in done else "-",
+            row["loss"],
+            row["optimizer"],
+            f"{row['lr']:g}" if isinstance(row["lr"], float) else str(row["lr"]),
+            str(row["seed"]),
+            f"{score:.4f}" if isinstance(score, float) and math.isfinite(score) else "-",
+            row["status"],
+            str(row.get("run_id") or "-")[:8],
+        )
+        table.add_row(*cells, style="red" if row in failed else None)
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in failed:
+        lines.append(f"\n- job {row['job']} ({' '.join(row['overrides'])}): {row['error']}")
+    console.print(table)
+    for row in failed:
+        console.print(
+            f"[red]job {row['job']} failed[/] ({' '.join(row['overrides'])}): {row['error']}",
+            highlight=False,
+        )
+    return "\n".join(lines) + "\n"
