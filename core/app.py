@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.panel import Panel
@@ -14,7 +15,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 import lossopt.conf
-from lossopt.core.errors import LossoptError
+from lossopt.core.errors import LossoptError, print_error
 
 CONFIG_DIR = str(Path(lossopt.conf.__file__).parent)
 CONFIG_NAME = "train"
@@ -77,7 +78,6 @@ def _print_summary(result) -> None:
         console.print(f"Best checkpoint: {result.best_checkpoint}")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=VERSION_BASE)
 def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -93,10 +93,34 @@ def _hydra_main(cfg: DictConfig) -> float:
     try:
         result = run(cfg, hydra_cfg.runtime.output_dir)
     except LossoptError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        print_error(exc)
         raise SystemExit(2) from None
     _print_summary(result)
     return result.objective
+
+
+@contextlib.contextmanager
+def _as_single_run(hydra_cfg) -> Iterator[None]:
+    """While a sweep's job runs, the command line reads as that job alone, in its own
+    folder: Lightning re-runs the command line to start DDP workers, which must run
+    exactly this job, not the whole sweep."""
+    argv, environ = sys.argv, dict(os.environ)
+    sys.argv = [argv[0], "train", *hydra_cfg.overrides.task]
+    OmegaConf.set_readonly(hydra_cfg, False)
+    run_dir, hydra_cfg.run.dir = hydra_cfg.run.dir, hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        # Clean teardown, so the next job starts as the first did: no process group,
+        # none of the variables (MASTER_PORT, WORLD_SIZE…) a DDP launch set.
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.argv, hydra_cfg.run.dir = argv, run_dir
+        OmegaConf.set_readonly(hydra_cfg, True)
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None):
@@ -126,10 +150,11 @@ def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: P
         )
         return objective
     try:
-        result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id=parent_run_id)
+        with _as_single_run(hydra_cfg):
+            result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id=parent_run_id)
     except Exception as exc:  # one failed job must not stop the sweep
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LossoptError) else str(exc)
-        Console(stderr=True).print(f"[bold red]job {job} failed:[/] {message}", highlight=False)
+        print_error(message, f"job {job} failed")
         write_result(results, job, {**row, "status": "failed", "error": message[:500]})
         return float("nan")
     _print_summary(result)
@@ -143,10 +168,24 @@ def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: P
 
 def train(args: Sequence[str]) -> int:
     """Run ``lossopt train ARGS`` (Hydra overrides and flags)."""
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+    from hydra.core.utils import setup_globals
+
     from lossopt.core.configs import store_configs
 
     store_configs()
     check_plugin_choices(args)
-    sys.argv = ["lossopt train", *args]
-    _hydra_main()
+    # What @hydra.main does, with our arguments instead of sys.argv: sys.argv stays the
+    # real command line, which Lightning re-runs to start DDP worker processes.
+    version.setbase(VERSION_BASE)
+    setup_globals()
+    parser = get_args_parser()
+    _run_hydra(
+        args=parser.parse_args(list(args)),
+        args_parser=parser,
+        task_function=_hydra_main,
+        config_path=CONFIG_DIR,
+        config_name=CONFIG_NAME,
+    )
     return 0

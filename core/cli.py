@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from lossopt.core.errors import LossoptError
+from lossopt.core.errors import LossoptError, print_error
 
 __all__ = ["main"]
 
-err_console = Console(stderr=True)
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -98,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise LossoptError("'lossopt plugins show' needs a NAME or KIND/NAME.")
         return args.run(args)
     except LossoptError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print_error(exc)
         return 2
 
 

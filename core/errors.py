@@ -6,7 +6,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LossoptError", "PluginError"]
+__all__ = ["ConfigError", "LossoptError", "PluginError", "print_error"]
 
 
 class LossoptError(Exception):
@@ -25,3 +25,12 @@ class ConfigError(LossoptError):
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"invalid configuration ({len(self.problems)} {noun}):\n{lines}")
+
+
+def print_error(message: object, prefix: str = "error") -> None:
+    """One error on stderr, red prefix; the message is printed literally (it may hold
+    brackets, paths, library text), never read as rich markup."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[bold red]{escape(prefix)}:[/] {escape(str(message))}")

@@ -67,7 +67,9 @@ def show_plugin(console: Console, name: str) -> None:
     console.print(f"[bold]{plugin.kind}/{plugin.name}[/] — {spec.summary()}")
     console.print(f"source: {plugin.source}   factory: {plugin.providers[0].target}")
     if extra := _capabilities(spec):
-        console.print(f"{'tasks' if isinstance(spec, LossSpec) else 'flags'}: {extra}")
+        labels = {LossSpec: "tasks", DataSpec: "task", SchedulerSpec: "steps"}
+        label = labels.get(type(spec), "flags")
+        console.print(f"{label}: {extra}")
     checks = spec.all_checks()
     table = Table(show_header=True)
     for column in ("parameter", "type", "default", "allowed"):

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from lossopt.core.errors import print_error
 from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
 
 __all__ = ["SweepCallback", "finished_job", "job_context", "write_result"]
@@ -166,8 +167,5 @@ def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -
         lines.append(f"\n- job {row['job']} ({' '.join(row['overrides'])}): {row['error']}")
     console.print(table)
     for row in failed:
-        console.print(
-            f"[red]job {row['job']} failed[/] ({' '.join(row['overrides'])}): {row['error']}",
-            highlight=False,
-        )
+        print_error(row["error"], f"job {row['job']} failed ({' '.join(row['overrides'])})")
     return "\n".join(lines) + "\n"

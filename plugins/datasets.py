@@ -293,66 +293,33 @@ _TORCHVISION: dict[str, type] = {
 }
 
 
-def _torchvision_data(
-    name: str, root: str, download: bool, batch_size: int, num_workers: int, val: float, seed: int
+def torchvision_data(
+    name: str,
+    root: str = "data",
+    download: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
 ) -> TensorDataModule:
-    """Official test split as test; validation is a stratified ``val`` fraction of train."""
+    """A torchvision dataset read from ``root``: the official test split as test,
+    validation a stratified ``val_fraction`` of train. The plugins bind ``name``."""
     train, test = _load_torchvision(name, os.path.abspath(os.path.expanduser(root)), download)
-    parts = _split(name, len(train.x), seed, val, labels=train.y.numpy())[:2]
+    parts = _split(name, len(train.x), split_seed, val_fraction, labels=train.y.numpy())[:2]
     fit, held_out = _splits(train.x, train.y, parts)
     return TensorDataModule(name, "multiclass", fit, held_out, test, 10, batch_size, num_workers)
-
-
-def mnist_data(
-    root: str = "data",
-    download: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-) -> TensorDataModule:
-    """MNIST handwritten digits 28×28 (torchvision), read from ``root``/MNIST/raw."""
-    return _torchvision_data(
-        "mnist", root, download, batch_size, num_workers, val_fraction, split_seed
-    )
-
-
-def fashion_mnist_data(
-    root: str = "data",
-    download: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-) -> TensorDataModule:
-    """Fashion-MNIST 28×28 (torchvision), read from ``root``/FashionMNIST/raw."""
-    return _torchvision_data(
-        "fashion_mnist", root, download, batch_size, num_workers, val_fraction, split_seed
-    )
-
-
-def cifar10_data(
-    root: str = "data",
-    download: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-) -> TensorDataModule:
-    """CIFAR-10 32×32 colour images (torchvision), read from ``root``/cifar-10-batches-py."""
-    return _torchvision_data(
-        "cifar10", root, download, batch_size, num_workers, val_fraction, split_seed
-    )
 
 
 # --- the plugins --------------------------------------------------------------------------
 
 
-def _spec(factory: Callable[..., TensorDataModule], info: dict, **checks: Check) -> DataSpec:
+def _spec(
+    factory: Callable[..., TensorDataModule], info: dict, description: str = "", **checks: Check
+) -> DataSpec:
     """A DataSpec with the common value checks for the parameters ``factory`` has."""
     params = inspect.signature(factory).parameters
     common = {key: check for key, check in _COMMON_CHECKS.items() if key in params}
-    return DataSpec(factory, info=info, checks={**common, **checks})
+    return DataSpec(factory, description, info=info, checks={**common, **checks})
 
 
 def _images_info(channels: int, size: int) -> dict[str, object]:
@@ -361,9 +328,21 @@ def _images_info(channels: int, size: int) -> dict[str, object]:
 
 
 digits = _spec(digits_data, _images_info(1, 8))
-mnist = _spec(mnist_data, _images_info(1, 28))
-fashion_mnist = _spec(fashion_mnist_data, _images_info(1, 28))
-cifar10 = _spec(cifar10_data, _images_info(3, 32))
+mnist = _spec(
+    functools.partial(torchvision_data, "mnist"),
+    _images_info(1, 28),
+    "MNIST handwritten digits 28×28 (torchvision), read from data.root/MNIST/raw.",
+)
+fashion_mnist = _spec(
+    functools.partial(torchvision_data, "fashion_mnist"),
+    _images_info(1, 28),
+    "Fashion-MNIST 28×28 (torchvision), read from data.root/FashionMNIST/raw.",
+)
+cifar10 = _spec(
+    functools.partial(torchvision_data, "cifar10"),
+    _images_info(3, 32),
+    "CIFAR-10 32×32 colour images (torchvision), read from data.root/cifar-10-batches-py.",
+)
 diabetes = _spec(
     diabetes_data,
     {"task": "regression", "num_classes": 0, "num_outputs": 1, "input_shape": [10]},

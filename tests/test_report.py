@@ -143,7 +143,7 @@ def test_failed_job_is_counted_and_listed_with_config_and_error(report, store):
     failed_section = markdown.split("## Failed jobs")[1]
     assert "focal-sgd-lr0.1-s7" in failed_section and "FAILED" in failed_section
     assert "RuntimeError: loss is NaN \\| diverged" in failed_section  # escaped for tables
-    assert "| 1 | cross_entropy | adamw | 0.01 | 0.9500 ± 0.01414 | 2 | 0 |" in markdown
+    assert "| 1 | cross_entropy | adamw | 0.01 | 0.9500 ± 0.0141 | 2 | 0 |" in markdown
 
 
 def test_csv_files_hold_the_ranking_and_every_cell(report):
@@ -201,7 +201,7 @@ def test_cli_prints_the_table_and_writes_to_the_default_folder(store, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "sweep-new" in out and "cross_entropy" in out and "0.9500 ± 0.01414" in out
+    assert "sweep-new" in out and "cross_entropy" in out and "0.9500 ± 0.0141" in out
     assert "focal-sgd-lr0.1-s7" in out and "loss is NaN" in out
     assert (tmp_path / "reports" / "sweep-new" / "summary.md").is_file()
 
