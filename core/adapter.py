@@ -5,6 +5,9 @@ multi-hot floats [N, C] (multilabel), values [N, T] (regression). A loss's contr
 for the task says which output form (logits, log_probs, probs, sigmoid) and which
 target form (index, onehot, value) it consumes; ``adapt`` converts both, so every
 loss can be compared on the same task.
+
+A loss with its own output head (``adaptive_log_softmax``) consumes features, not
+class scores; it defines ``scores(output) -> Tensor [N, C]`` and metrics use that.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import Contract, LossSpec
 
-__all__ = ["adapt", "contract_for"]
+__all__ = ["adapt", "contract_for", "scores"]
 
 _OUTPUTS = {
     "logits": lambda out: out,
@@ -50,3 +53,12 @@ def adapt(output: Tensor, target: Tensor, contract: Contract, task: str) -> tupl
     """(output, target) in the contract's forms; shapes as in the module docstring."""
     adapted = _OUTPUTS[contract.output](output)
     return adapted, _target(target, contract.target, task, output.shape[1], adapted)
+
+
+def scores(loss: torch.nn.Module, output: Tensor) -> Tensor:
+    """What metrics judge: the loss's own class scores when it has a head, else ``output``."""
+    own_scores = getattr(loss, "scores", None)
+    if not callable(own_scores):
+        return output.detach()
+    with torch.no_grad():
+        return own_scores(output.detach())

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from lossopt.core.adapter import adapt
+from lossopt.core.adapter import adapt, scores
 from lossopt.core.configs import NAME_FIELD, build, config_class
 from lossopt.core.registry import registry
 from lossopt.core.specs import LossSpec, OptimizerSpec
@@ -67,6 +67,11 @@ def check_loss(name: str, task: str | None = None, **params: Any) -> None:
         assert output.grad.abs().sum() > 0, f"{where}: the gradient does not reach the output"
         for pname, param in loss_fn.named_parameters():
             assert param.grad is not None, f"{where}: its parameter '{pname}' gets no gradient"
+        judged = scores(loss_fn, output)
+        assert judged.shape[0] == output.shape[0] and judged.dim() == 2, (
+            f"{where}: scores(output) must give one row of class scores per sample, "
+            f"got shape {tuple(judged.shape)}"
+        )
 
 
 def _problem(spec: OptimizerSpec, seed: int = 0):

@@ -24,7 +24,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from lossopt.core.adapter import adapt
+from lossopt.core.adapter import adapt, scores
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import Contract, OptimizerSpec
 
@@ -107,16 +107,16 @@ class ExperimentModule(L.LightningModule):
         output = self.model(x)
         loss = self.loss(*adapt(output, y, self.contract, self.task))
         metrics = getattr(self, f"{stage}_metrics")
+        output = scores(self.loss, output)
         metrics.update(*self._metric_inputs(output, y))
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(x))
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         if stage == "test" and self.confusion is not None:
-            self.confusion.update(output.detach(), y)
+            self.confusion.update(output, y)
         return loss
 
     def _metric_inputs(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        output = output.detach()
         if self.task == "multilabel":
             return output, y.long()
         if self.task == "regression" and output.shape[1] == 1:

@@ -98,6 +98,10 @@ class AdaptiveLogSoftmaxLoss(nn.Module):
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         return self.head(output, target).loss
 
+    def scores(self, output: Tensor) -> Tensor:
+        """Log-probabilities of every class [N, n_classes]: what metrics judge."""
+        return self.head.log_prob(output)
+
 
 l1 = LossSpec(nn.L1Loss, "Mean absolute error.", contracts=_DISTANCE)
 mse = LossSpec(nn.MSELoss, "Mean squared error.", contracts=_DISTANCE)
