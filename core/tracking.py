@@ -179,7 +179,19 @@ class TrackedRun:
         )
         entity = dataset._to_mlflow_entity()
         tag = InputTag(key="mlflow.data.context", value=context)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[tag])])
+        inputs = [DatasetInput(entity, tags=[tag])]
+        # The store inserts a dataset it has not seen; parallel jobs logging the same
+        # new dataset race on that insert, and the loser finds it present on retry.
+        for attempt in range(_INPUT_ATTEMPTS):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except Exception as error:  # MlflowException wrapping the IntegrityError
+                if "UNIQUE constraint" not in str(error) or attempt == _INPUT_ATTEMPTS - 1:
+                    raise
+
+
+_INPUT_ATTEMPTS = 3
 
 
 def _now_ms() -> int:
