@@ -85,12 +85,15 @@ def _hydra_main(cfg: DictConfig) -> float:
     from lossopt.core.sweep import job_context
 
     hydra_cfg = HydraConfig.get()
-    _print_config(cfg)
     if hydra_cfg.mode == RunMode.MULTIRUN:
+        _print_config(cfg)
         return _sweep_job(cfg, hydra_cfg, *job_context())
-    from lossopt.core.train import run
+    from lossopt.core.train import run, validate
 
     try:
+        # A mistake in the command line is one message, not a FAILED run in the store.
+        validate(cfg)
+        _print_config(cfg)
         result = run(cfg, hydra_cfg.runtime.output_dir)
     except LossoptError as exc:
         print_error(exc)

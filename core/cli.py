@@ -17,7 +17,6 @@ from lossopt.core.errors import LossoptError, print_error
 __all__ = ["main"]
 
 
-
 def _plugins(args: argparse.Namespace) -> int:
     from lossopt.core.plugin_view import show_plugin, show_plugins
 
