@@ -115,3 +115,23 @@ def test_four_parallel_jobs_on_a_fresh_store_all_complete(tmp_path):
     _, parents, children = _runs(tmp_path)
     assert len(parents) == 1
     assert sorted(c.info.status for c in children) == ["FINISHED"] * 4
+
+
+def test_ddp_inside_a_sweep_runs_each_job_once_on_every_rank(tmp_path):
+    # DDP on CPU (gloo): the same code path as on GPUs, testable without one.
+    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=0,1"]
+    result = _lossopt("train", "-m", *args, *SHORT, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parents, children = _runs(tmp_path)
+    assert len(parents) == 1  # worker processes create no runs of their own
+    assert sorted(c.info.status for c in children) == ["FINISHED"] * 2
+    (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+    # 2 ranks share each epoch: 10 steps instead of the 20 of one device on digits.
+    checkpoints = sorted(p.name for p in sweep_dir.glob("*/checkpoints/*.ckpt"))
+    assert checkpoints == ["epoch=0-step=10.ckpt"] * 2
+    assert sorted(p.name for p in sweep_dir.iterdir() if not p.name.startswith(".")) == [
+        "0",
+        "1",
+        "multirun.yaml",
+    ]
+    assert not (tmp_path / "outputs").exists()  # no stray single-run folders
