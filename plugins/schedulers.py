@@ -87,7 +87,8 @@ def warmup_cosine(
     )
 
 
-none = SchedulerSpec(constant, "Constant learning rate (no schedule).")
+# A constant rate is the same whatever the interval; per epoch it costs nothing per step.
+none = SchedulerSpec(constant, "Constant learning rate (no schedule).", interval="epoch")
 step_lr = SchedulerSpec(
     step, interval="epoch", checks={"step_size": Range(1, None), "gamma": _POSITIVE}
 )

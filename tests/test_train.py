@@ -92,7 +92,7 @@ def _loss_task_pairs():
 def test_every_builtin_loss_trains_on_each_task_it_declares(tmp_path, shared_store, loss, task):
     overrides = [f"loss={loss}", *DATA_FOR_TASK[task], "trainer.max_epochs=4"]
     result, client = _train(tmp_path, overrides, store=shared_store)
-    history = client.get_metric_history(result.run_id, "train/loss_epoch")
+    history = client.get_metric_history(result.run_id, "train/loss")
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
 
@@ -121,7 +121,7 @@ def _optimizer_overrides():
 def test_every_optimizer_trains_the_default_experiment(tmp_path, shared_store, optimizer, extra):
     overrides = [f"optimizer={optimizer}", "trainer.max_epochs=3", *extra]
     result, client = _train(tmp_path, overrides, store=shared_store)
-    history = client.get_metric_history(result.run_id, "train/loss_epoch")
+    history = client.get_metric_history(result.run_id, "train/loss")
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert losses[-1] < losses[0], losses
     assert client.get_run(result.run_id).info.status == "FINISHED"
