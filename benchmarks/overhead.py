@@ -28,7 +28,7 @@ run a validation pass (loss + the same metrics) and save a checkpoint (model and
 optimizer state) when the validation accuracy improves, as lossopt's ModelCheckpoint
 does. The best validation accuracy of both is printed: equal values show the two did
 the same training. What (a) does not do, and is therefore counted as lossopt's overhead:
-Lightning's loop machinery and hooks, the loss adapter, the MeanMetric of the loss,
+Lightning's loop machinery and hooks, the loss adapter, the mean-loss metric,
 ``self.log`` calls, MLflow logging (every ``log_every_n_steps``
 steps and per epoch), Lightning's sanity validation and the test pass (the last two are
 outside the timed window anyway).

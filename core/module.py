@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -34,11 +34,35 @@ from lossopt.core.adapter import adapt, scores
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import Contract, OptimizerSpec
 
-__all__ = ["DivergedError", "ExperimentModule", "metrics_for", "parameter_groups"]
+__all__ = ["DivergedError", "ExperimentModule", "MeanLoss", "metrics_for", "parameter_groups"]
 
 
 class DivergedError(LossoptError):
     """The loss became NaN or infinite."""
+
+
+class MeanLoss(Metric):
+    """The mean loss per example over an epoch, from each batch's mean loss.
+
+    Not torchmetrics' MeanMetric: its NaN check syncs the GPU on every update, and
+    with the check disabled it ignores the weights (torchmetrics 1.9). A NaN or
+    infinite loss in any batch makes the mean non-finite, which is how divergence
+    is seen once per epoch.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, loss: Tensor, batch_size: int) -> None:
+        self.total += loss.detach().float() * batch_size
+        self.count += batch_size
+
+    def compute(self) -> Tensor:
+        return self.total / self.count
 
 
 def metrics_for(task: str, num_outputs: int) -> MetricCollection:
@@ -103,11 +127,7 @@ class ExperimentModule(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # The mean loss per epoch, weighted by batch size. NaN checks disabled: they
-        # would sync every step, and a NaN mean is what tells divergence at epoch end.
-        self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_loss = MeanMetric(nan_strategy="disable")
-        self.test_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss, self.val_loss, self.test_loss = MeanLoss(), MeanLoss(), MeanLoss()
         self.confusion = MulticlassConfusionMatrix(num_outputs) if task == "multiclass" else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -119,7 +139,7 @@ class ExperimentModule(L.LightningModule):
         loss = self.loss(*adapt(output, y, self.contract, self.task))
         output = scores(self.loss, output)
         getattr(self, f"{stage}_metrics").update(*self._metric_inputs(output, y))
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(x))
+        getattr(self, f"{stage}_loss").update(loss, len(x))
         if stage == "test" and self.confusion is not None:
             self.confusion.update(output, y)
         return loss
@@ -154,8 +174,7 @@ class ExperimentModule(L.LightningModule):
         self._step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
-        # Read once per epoch: a NaN or infinite loss in any step makes the mean
-        # non-finite; checking every step would sync the GPU every step.
+        # Read once per epoch: checking every step would sync the GPU every step.
         if not torch.isfinite(self.train_loss.compute()):
             raise DivergedError(
                 f"training diverged: the training loss became NaN or infinite in epoch "
