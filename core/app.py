@@ -16,6 +16,7 @@ from rich.table import Table
 
 import lossopt.conf
 from lossopt.core.errors import LossoptError, print_error
+from lossopt.core.tracking import is_rank_zero
 
 CONFIG_DIR = str(Path(lossopt.conf.__file__).parent)
 CONFIG_NAME = "train"
@@ -57,12 +58,16 @@ def check_plugin_choices(args: Sequence[str]) -> None:
 
 
 def _print_config(cfg: DictConfig) -> None:
+    if not is_rank_zero():  # DDP's other processes run the same command
+        return
     shown = {k: cfg[k] for k in ("data", "model", "loss", "optimizer", "scheduler")}
     text = OmegaConf.to_yaml(OmegaConf.create({**shown, "seed": cfg.seed}), resolve=True)
     console.print(Panel(Syntax(text, "yaml", background_color="default"), title="config"))
 
 
 def _print_summary(result) -> None:
+    if not is_rank_zero():
+        return
     table = Table(title="results", show_header=False)
     for key, value in sorted(result.metrics.items()):
         table.add_row(key, f"{value:.4f}")

@@ -26,6 +26,7 @@ __all__ = [
     "fingerprint",
     "flatten",
     "git_commit",
+    "is_rank_zero",
     "job_config",
     "open_client",
     "run_name",
@@ -207,7 +208,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _is_rank_zero() -> bool:
+def is_rank_zero() -> bool:
+    """False in the processes Lightning's DDP starts for the other devices."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
@@ -220,7 +222,7 @@ def tracked_run(
     FINISHED when the body returns, KILLED on an interrupt, FAILED on an error, with
     the error message as a tag and the traceback as an artifact.
     """
-    if not cfg.tracking.enabled or not _is_rank_zero():
+    if not cfg.tracking.enabled or not is_rank_zero():
         yield TrackedRun()
         return
     import mlflow

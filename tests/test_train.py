@@ -83,6 +83,23 @@ def test_main_job_trains_digits_and_records_one_finished_run(tmp_path):
     assert not list((tmp_path / "outputs").rglob("mlflow.db"))
 
 
+@pytest.mark.slow
+def test_single_run_on_two_ddp_processes_records_and_reports_once(tmp_path):
+    # DDP on CPU (gloo): Lightning starts a second process running the same command.
+    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    result = _cli(
+        "train", *args, "trainer.max_epochs=2", "trainer.enable_progress_bar=false", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("MLflow run ") == 1
+    assert result.stdout.count("─ config ─") == 1
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "lossopt"]
+    (job,) = client.search_runs([experiment.experiment_id])
+    assert job.info.status == "FINISHED"
+    assert len(client.get_metric_history(job.info.run_id, "val/accuracy")) == 2
+
+
 def _loss_task_pairs():
     for name in registry("loss").names():
         if registry("loss").plugin(name).source.distribution != "lossopt":
