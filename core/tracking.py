@@ -37,6 +37,8 @@ __all__ = [
 # Config sections that do not change what a job computes (where it logs, how much
 # it prints), left out of the fingerprint that identifies a job across re-runs.
 _NOT_IN_FINGERPRINT = ("tracking", "hydra")
+# Trainer settings that only change what is printed, likewise.
+_DISPLAY_ONLY = ("enable_progress_bar", "enable_model_summary")
 TAG_FINGERPRINT = "lossopt.fingerprint"
 TAG_SWEEP = "lossopt.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
@@ -58,7 +60,10 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    text = json.dumps(job_config(cfg), sort_keys=True, default=str)
+    config = job_config(cfg)
+    if isinstance(trainer := config.get("trainer"), dict):
+        config["trainer"] = {k: v for k, v in trainer.items() if k not in _DISPLAY_ONLY}
+    text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,4 +1,4 @@
-"""MLflow tracking shared by concurrent jobs on one SQLite store."""
+"""MLflow tracking: a job's identity, and one SQLite store shared by concurrent jobs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,22 @@ import multiprocessing as mp
 
 import pytest
 
-from lossopt.core.tracking import TrackedRun, experiment_id, open_client
+from lossopt.core.app import compose
+from lossopt.core.tracking import TrackedRun, experiment_id, fingerprint, open_client
+
+
+@pytest.mark.parametrize(
+    "display", ["trainer.enable_progress_bar=false", "tracking.experiment=elsewhere"]
+)
+def test_settings_that_change_nothing_computed_keep_a_jobs_fingerprint(display):
+    # A sweep re-run with the progress bar off, or logging elsewhere, still resumes.
+    assert fingerprint(compose([display])) == fingerprint(compose([]))
+
+
+@pytest.mark.parametrize("change", ["optimizer.lr=0.01", "trainer.max_epochs=3", "seed=1"])
+def test_settings_that_change_the_result_change_the_fingerprint(change):
+    assert fingerprint(compose([change])) != fingerprint(compose([]))
+
 
 JOBS = 4
 DATASETS = 20  # each a new insert all jobs race on
