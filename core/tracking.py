@@ -37,8 +37,8 @@ __all__ = [
 # Config sections that do not change what a job computes (where it logs, how much
 # it prints), left out of the fingerprint that identifies a job across re-runs.
 _NOT_IN_FINGERPRINT = ("tracking", "hydra")
-# Trainer settings that only change what is printed, likewise.
-_DISPLAY_ONLY = ("enable_progress_bar", "enable_model_summary")
+# Trainer settings that only change what is printed, likewise (dotted keys).
+_DISPLAY_ONLY = frozenset({"trainer.enable_progress_bar", "trainer.enable_model_summary"})
 TAG_FINGERPRINT = "lossopt.fingerprint"
 TAG_SWEEP = "lossopt.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
@@ -60,10 +60,8 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    config = job_config(cfg)
-    if isinstance(trainer := config.get("trainer"), dict):
-        config["trainer"] = {k: v for k, v in trainer.items() if k not in _DISPLAY_ONLY}
-    text = json.dumps(config, sort_keys=True, default=str)
+    computed = {k: v for k, v in flatten(job_config(cfg)).items() if k not in _DISPLAY_ONLY}
+    text = json.dumps(computed, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
