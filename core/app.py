@@ -134,6 +134,7 @@ def _as_single_run(hydra_cfg) -> Iterator[None]:
 def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None):
     """One job of a sweep: skipped when already FINISHED, a failure recorded and
     reported without stopping the other jobs. Returns the objective (NaN on failure)."""
+    from lossopt.core._gpu_slots import pin_worker_gpu
     from lossopt.core.sweep import finished_job, write_result
     from lossopt.core.train import monitor_of, run
 
@@ -157,6 +158,9 @@ def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: P
             {**row, "status": "skipped", "objective": objective, "run_id": done.info.run_id},
         )
         return objective
+    # Before _as_single_run, which restores the environment after each job: the worker
+    # keeps its GPU for the jobs it runs next.
+    pin_worker_gpu(cfg.trainer, hydra_cfg.launcher._target_, results / "gpu-slots")
     try:
         with _as_single_run(hydra_cfg):
             result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id=parent_run_id)
