@@ -7,11 +7,11 @@ different losses are measured alike.
 Per step the module only updates torchmetrics states on the device: no ``.item()``,
 no input check that reads the data back, and no ``self.log`` call, which costs
 Lightning ~0.3 ms of Python each (a third of a small model's step on CPU). (One read
-remains on a GPU, inside torchmetrics: multiclass counts use ``torch.bincount``, which
-looks up the largest label.) Epoch values are logged once per
-epoch as metric objects (Lightning computes them, synced across DDP ranks, and
-resets them); the training loss is also logged per step, but only on the steps
-Lightning writes to the loggers (every ``trainer.log_every_n_steps``).
+remains on a GPU, inside torchmetrics: multiclass counts use ``torch.bincount``,
+which looks up the largest label.) Epoch values are logged once per epoch as metric
+objects (Lightning computes them, synced across DDP ranks, and resets them); the
+training loss is also logged per step, but only on the steps Lightning writes to the
+loggers (every ``trainer.log_every_n_steps``).
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ class MeanLoss(Metric):
         return self.total / self.count
 
 
+_CLASSIFICATION = {
+    "multiclass": (MulticlassAccuracy, MulticlassF1Score),
+    "multilabel": (MultilabelAccuracy, MultilabelF1Score),
+}
+
+
 def metrics_for(task: str, num_outputs: int) -> MetricCollection:
     """Classification: accuracy and macro-F1; regression: MAE, MSE, R².
 
@@ -76,12 +82,8 @@ def metrics_for(task: str, num_outputs: int) -> MetricCollection:
     micro- and F1 macro-averaged: their states differ, so the groups never merge and
     would only cost a check per update).
     """
-    if task in ("multiclass", "multilabel"):
-        accuracy, f1 = (
-            (MulticlassAccuracy, MulticlassF1Score)
-            if task == "multiclass"
-            else (MultilabelAccuracy, MultilabelF1Score)
-        )
+    if task in _CLASSIFICATION:
+        accuracy, f1 = _CLASSIFICATION[task]
         return MetricCollection(
             {
                 "accuracy": accuracy(num_outputs, average="micro", validate_args=False),
