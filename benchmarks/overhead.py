@@ -15,7 +15,10 @@ then c, b, a, … over the repetitions so that drift on a shared machine hits al
     default;
 (c) the smallest LightningModule doing (a)'s training step in a Trainer with no
     logger, checkpoint or progress bar: Lightning's own per-step floor, which splits
-    the overhead b − a into Lightning's loop (c − a) and what lossopt adds (b − c).
+    the overhead b − a into Lightning's loop (c − a) and what lossopt adds (b − c);
+(d) loop (a) itself run through Lightning Fabric (``Fabric.setup`` of the model,
+    optimizer and loaders, ``fabric.backward``): the floor of Lightning's lighter API,
+    where the loop is the caller's own, for comparison with (c).
 
 Same work in (a) and (b): the model object built by lossopt's model plugin from the same
 composed config, the same seed (hence the same initial weights), the same DataModule
@@ -72,6 +75,7 @@ millisecond), so its relative weight depends on the compute per step.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import math
@@ -213,14 +217,23 @@ def same_work(overrides: list[str]) -> Work:
     return Work(cfg, data, model, metrics.clone(prefix="train/"), metrics.clone(prefix="val/"))
 
 
-def hand_written_run(overrides: list[str], output_dir: Path) -> Result:
-    """The same training as lossopt's, written out in plain PyTorch."""
+def hand_written_run(overrides: list[str], output_dir: Path, fabric: bool = False) -> Result:
+    """The same training as lossopt's, written out in plain PyTorch; with ``fabric``,
+    the model, optimizer and loaders go through Lightning Fabric's wrappers."""
     work = same_work(overrides)
     cfg, data, model = work.cfg, work.data, work.model
     train_metrics, val_metrics = work.train_metrics, work.val_metrics
     loss_fn = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
     train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward
+    if fabric:
+        from lightning.fabric import Fabric
+
+        runner = Fabric(accelerator="cpu", devices=1)
+        model, optimizer = runner.setup(model, optimizer)
+        train_loader, val_loader = runner.setup_dataloaders(train_loader, val_loader)
+        backward = runner.backward
     checkpoint = output_dir / "best.pt"
     output_dir.mkdir(parents=True, exist_ok=True)
     timeline, best = Timeline(), -math.inf
@@ -234,7 +247,7 @@ def hand_written_run(overrides: list[str], output_dir: Path) -> Result:
             output = model(x)
             loss = loss_fn(output, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             optimizer.step()
             train_metrics.update(output.detach(), y)
             loss_sum += loss.detach() * len(x)
@@ -313,7 +326,7 @@ class Row:
     step: dict[str, float]  # median ms/step of each runner
     epoch: dict[str, float]  # median ms/epoch of a and b
     steps_per_epoch: int
-    paired: dict[str, float]  # median over repetitions of b/a and c/a in that repetition
+    paired: dict[str, float]  # median over repetitions of b/a, c/a, d/a in that repetition
 
     @property
     def ratio(self) -> float:
@@ -324,6 +337,7 @@ RUNNERS: dict[str, Callable[[list[str], Path], Result]] = {
     "a": hand_written_run,
     "b": lossopt_run,
     "c": bare_lightning_run,
+    "d": functools.partial(hand_written_run, fabric=True),
 }
 
 
@@ -353,7 +367,7 @@ def bench(workload: str, args: argparse.Namespace, tmp: Path) -> Row:
     samples: dict[str, list[tuple[float, float]]] = {key: [] for key in RUNNERS}
     steps = 0
     for repeat in range(args.repeats):
-        order = "abc" if repeat % 2 == 0 else "cba"
+        order = "".join(RUNNERS) if repeat % 2 == 0 else "".join(reversed(RUNNERS))
         results = {
             key: RUNNERS[key](overrides(args.epochs), tmp / workload / f"{repeat}-{key}")
             for key in order
@@ -365,11 +379,11 @@ def bench(workload: str, args: argparse.Namespace, tmp: Path) -> Row:
             )
             steps = timeline.steps_per_epoch()
         step = {key: samples[key][-1][0] for key in RUNNERS}
+        timings = "  ".join(f"{key} {step[key]:.3f}" for key in RUNNERS)
+        accuracies = "  ".join(f"{key} {results[key].best_val_accuracy:.4f}" for key in "abd")
         print(
-            f"   repeat {repeat + 1}/{args.repeats} ({','.join(order)}): ms/step a {step['a']:.3f}"
-            f"  b {step['b']:.3f}  c {step['c']:.3f}  ratio b/a {step['b'] / step['a']:.2f} | "
-            f"best val acc a {results['a'].best_val_accuracy:.4f}  "
-            f"b {results['b'].best_val_accuracy:.4f}"
+            f"   repeat {repeat + 1}/{args.repeats} ({','.join(order)}): ms/step {timings}  "
+            f"ratio b/a {step['b'] / step['a']:.2f} | best val acc {accuracies}"
         )
 
     def median(key: str, index: int) -> float:
@@ -384,7 +398,7 @@ def bench(workload: str, args: argparse.Namespace, tmp: Path) -> Row:
         {key: median(key, 0) for key in RUNNERS},
         {key: median(key, 1) for key in "ab"},
         steps,
-        {key: paired(key) for key in "bc"},
+        {key: paired(key) for key in "bcd"},
     )
 
 
@@ -407,27 +421,25 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         f"Batch 64, {rows[0].steps_per_epoch} steps/epoch, {args.epochs} epochs per run "
         f"({args.warmup_epochs} dropped), median of {args.repeats} alternating repetitions.",
         "",
-        "| workload | (a) hand-written | (c) bare Lightning | (b) lossopt | ratio b/a "
-        "| paired b/a | paired c/a | Lightning's loop c−a | lossopt's own b−c "
-        "| ms/epoch a / b | epoch ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | (a) hand-written | (d) Fabric | (c) bare Trainer | (b) lossopt "
+        "| ratio b/a | paired b/a | paired c/a | paired d/a | ms/epoch a / b |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        a, b, c = r.step["a"], r.step["b"], r.step["c"]
+        step, paired = r.step, r.paired
         lines.append(
-            f"| {WORKLOADS[r.workload][0].split(' (')[0]} | {a:.3f} | {c:.3f} | {b:.3f} "
-            f"| **{r.ratio:.2f}** | {r.paired['b']:.2f} | {r.paired['c']:.2f} "
-            f"| {c - a:+.3f} | {b - c:+.3f} "
-            f"| {r.epoch['a']:.1f} / {r.epoch['b']:.1f} | {r.epoch['b'] / r.epoch['a']:.2f} |"
+            f"| {WORKLOADS[r.workload][0].split(' (')[0]} | {step['a']:.3f} | {step['d']:.3f} "
+            f"| {step['c']:.3f} | {step['b']:.3f} | **{r.ratio:.2f}** | {paired['b']:.2f} "
+            f"| {paired['c']:.2f} | {paired['d']:.2f} | {r.epoch['a']:.1f} / {r.epoch['b']:.1f} |"
         )
     lines += [
         "",
         "ms/step columns: steady-state training steps (batch fetch, forward, backward, "
         "optimizer, metric updates, per-step logging); ms/epoch adds validation, "
-        "checkpointing and epoch-end logging. c−a is what Lightning's training loop costs "
-        "per step by itself (c/a: the floor of any tool built on Lightning's Trainer); "
-        "b−c what lossopt adds on top (loss adapter, epoch metrics, checkpoint callback, "
-        f"MLflow logging). Target: ratio <= {TARGET_RATIO:.2f}.",
+        "checkpointing and epoch-end logging. c/a is the floor of any tool built on "
+        "Lightning's Trainer, d/a that of a loop of one's own on Lightning Fabric; b against "
+        "c is what lossopt adds on top of the Trainer (loss adapter, epoch metrics, "
+        f"checkpoint callback, MLflow logging). Target: ratio <= {TARGET_RATIO:.2f}.",
     ]
     for r in rows:
         verdict = "met" if r.ratio <= TARGET_RATIO else "NOT met"

@@ -1,0 +1,43 @@
+"""The overhead benchmark as its README command runs it, shortened: it must keep
+running, time the same training in every runner, and report figures that agree."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_times_the_same_training_and_reports_its_ratio(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--repeats", "1"]
+        + ["--workload", "default", "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+
+    # Same seed, batches, loss and optimizer: the hand-written loop, lossopt and the
+    # Fabric loop reach the same best validation accuracy.
+    accuracies = re.search(r"best val acc a ([\d.]+)\s+b ([\d.]+)\s+d ([\d.]+)", out)
+    assert accuracies, out
+    a, b, d = (float(v) for v in accuracies.groups())
+    assert a == b == d and a > 0.5
+
+    row = re.search(r"^\| mlp on digits \|(.*)\|$", out, re.MULTILINE)
+    assert row, out
+    cells = [c.strip().strip("*") for c in row.group(1).split("|")]
+    hand, fabric, trainer, lossopt, ratio = (float(c) for c in cells[:5])
+    assert min(hand, fabric, trainer, lossopt) > 0
+    assert ratio == pytest.approx(lossopt / hand, abs=0.006)
+    verdict = "met" if ratio <= 1.10 else "NOT met"
+    assert f"- default: ratio {ratio:.2f}, target {verdict}" in out
