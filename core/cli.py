@@ -88,9 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["train"]:  # everything after it belongs to Hydra
-            from lossopt.core.app import train
+            from lossopt.core._startup_heap import starting_up
 
-            return train(argv[1:])
+            with starting_up():
+                from lossopt.core.app import train
+
+                return train(argv[1:])
         args = _parser().parse_args(argv)
         if args.command == "plugins" and args.action == "show" and not args.name:
             raise LossoptError("'lossopt plugins show' needs a NAME or KIND/NAME.")

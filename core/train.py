@@ -126,11 +126,13 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from lossopt.core._startup_heap import settle
     from lossopt.core.tracking import source_tags, tracked_run
 
     # 1. Track: the run exists before anything else happens, and always ends with a
     # terminal status, so even a config error in a sweep's job is a FAILED run.
     with tracked_run(cfg, source_tags(cfg), parent_run_id) as tracked:
+        settle()  # start-up is over (Lightning and MLflow imported): see _startup_heap
         # 2. Validate everything before anything heavy runs.
         validate(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -1,0 +1,48 @@
+"""Start-up without the garbage collector's full passes.
+
+Importing torch, Lightning, MLflow, Hydra and their dependencies creates ~800,000
+objects that live as long as the process. While they are being created, CPython's
+collector keeps re-scanning all of them: about ten full (generation-2) passes, 1.3–1.9 s
+of a `lossopt train` process on the 2-core development machine. So the command turns
+the collector off while it starts; once a job has imported what it needs (Lightning,
+and MLflow when tracking) everything that exists moves into the permanent generation
+(``gc.freeze``) and the collector is back on: later passes skip the start-up objects,
+and whatever a job creates is collected as usual. Reference cycles made during imports
+are never freed; they are few (peak memory of an 8-job sweep: +15 MB of 1.05 GB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+__all__ = ["settle", "starting_up"]
+
+_deferred = False
+
+
+@contextlib.contextmanager
+def starting_up() -> Iterator[None]:
+    """The collector is off from here until ``settle()``, at the latest until the block
+    ends (a command that stops before its first job)."""
+    global _deferred
+    if gc.isenabled():
+        gc.disable()
+        _deferred = True
+    try:
+        yield
+    finally:
+        settle()
+
+
+def settle() -> None:
+    """Freeze what start-up created and turn the collector back on: once per process,
+    when the first job has its modules imported and has built nothing yet; a no-op
+    outside ``starting_up``."""
+    global _deferred
+    if not _deferred:
+        return
+    gc.freeze()
+    gc.enable()
+    _deferred = False
