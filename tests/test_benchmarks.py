@@ -1,5 +1,5 @@
-"""The overhead benchmark as its README command runs it, shortened: it must keep
-running, time the same training in every runner, and report figures that agree."""
+"""The benchmarks as their README commands run them, shortened: they must keep
+running, time the same work in every variant, and report figures that agree."""
 
 from __future__ import annotations
 
@@ -41,3 +41,23 @@ def test_overhead_benchmark_times_the_same_training_and_reports_its_ratio(tmp_pa
     assert ratio == pytest.approx(lossopt / hand, abs=0.006)
     verdict = "met" if ratio <= 1.10 else "NOT met"
     assert f"- default: ratio {ratio:.2f}, target {verdict}" in out
+
+
+@pytest.mark.slow
+def test_startup_benchmark_times_both_variants_of_the_real_command(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--repeats", "1"]
+        + ["--command", "single"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    walls = re.search(r"single: shipped ([\d.]+) s\s+collecting ([\d.]+) s", result.stdout)
+    row = re.search(r"^\| single \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", result.stdout, re.M)
+    assert walls and row, result.stdout
+    shipped, collecting = (float(v) for v in walls.groups())
+    assert (float(row[1]), float(row[2])) == (collecting, shipped)
+    assert float(row[3]) == pytest.approx(shipped / collecting, abs=0.002)
+    assert not list(tmp_path.iterdir())  # its runs live in a temporary folder
