@@ -5,8 +5,8 @@ Usage::
     python benchmarks/overhead.py [--repeats 5] [--workload default|conv|resnet|all]
                                   [--epochs 6]
 
-Three trainers run the same work side by side in one process, in the order a, b, c
-then c, b, a, … over the repetitions so that drift on a shared machine hits all alike:
+Four trainers run the same work side by side in one process, in the order a, b, c, d
+then d, c, b, a, … over the repetitions so that drift on a shared machine hits all alike:
 
 (a) a hand-written PyTorch loop;
 (b) lossopt's real path: ``lossopt.core.app.compose(overrides)`` then
@@ -50,7 +50,7 @@ loop records the same two instants at the same places. From these timestamps:
   paid every 10th step is not hidden), validation, checkpointing and epoch-end
   logging excluded. The first ``--warmup-epochs`` epochs of every run are dropped.
   Each run gives the median over its steady epochs; the table shows the median over
-  repetitions, and the ratio of those medians. Because a, b and c of one repetition
+  repetitions, and the ratio of those medians. Because the runners of one repetition
   run next to each other, their ratios are also paired per repetition; the median of
   those paired ratios is printed too (it cancels the machine's drift between
   repetitions).
