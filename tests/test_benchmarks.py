@@ -13,18 +13,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_overhead_benchmark_times_the_same_training_and_reports_its_ratio(tmp_path: Path):
+def _benchmark(script: str, *args: str, cwd: Path) -> str:
+    """Runs benchmarks/<script> with one repetition; returns what it printed."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--repeats", "1"]
-        + ["--workload", "default", "--epochs", "3"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--repeats", "1", *args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_times_the_same_training_and_reports_its_ratio(tmp_path: Path):
+    out = _benchmark("overhead.py", "--workload", "default", "--epochs", "3", cwd=tmp_path)
 
     # Same seed, batches, loss and optimizer: the hand-written loop, lossopt and the
     # Fabric loop reach the same best validation accuracy.
@@ -45,18 +49,10 @@ def test_overhead_benchmark_times_the_same_training_and_reports_its_ratio(tmp_pa
 
 @pytest.mark.slow
 def test_startup_benchmark_times_both_variants_of_the_real_command(tmp_path: Path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--repeats", "1"]
-        + ["--command", "single"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    walls = re.search(r"single: shipped ([\d.]+) s\s+collecting ([\d.]+) s", result.stdout)
-    row = re.search(r"^\| single \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", result.stdout, re.M)
-    assert walls and row, result.stdout
+    out = _benchmark("startup.py", "--command", "single", cwd=tmp_path)
+    walls = re.search(r"single: shipped ([\d.]+) s\s+collecting ([\d.]+) s", out)
+    row = re.search(r"^\| single \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
+    assert walls and row, out
     shipped, collecting = (float(v) for v in walls.groups())
     assert (float(row[1]), float(row[2])) == (collecting, shipped)
     assert float(row[3]) == pytest.approx(shipped / collecting, abs=0.002)
