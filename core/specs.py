@@ -88,10 +88,15 @@ class LossSpec(PluginSpec):
         consumes; the training module adapts the model's output and the targets.
     class_weights: the parameter holding per-class weights, which also accepts
         ``balanced`` (weights from the training set's class frequencies).
+    stackable: the loss has no parameters of its own and is built from tensor
+        operations without data-dependent Python control flow, so the vectorized
+        launcher may compute it for many members at once with ``torch.func.vmap``
+        (one value per member, each equal to the loss of that member alone).
     """
 
     contracts: Mapping[str, Contract] = field(default_factory=lambda: {"multiclass": _CLASS_INDEX})
     class_weights: str | None = None
+    stackable: bool = False
 
     kind_checks: ClassVar[Mapping[str, Check]] = {
         "reduction": OneOf(("mean", "sum"), "training minimises a scalar loss"),
@@ -126,11 +131,17 @@ class OptimizerSpec(PluginSpec):
     needs_closure: ``step`` must be given a closure that re-evaluates the loss (lbfgs).
     sparse_gradients: works only with sparse gradients (SparseAdam).
     matrix_params_only: accepts only 2-D parameters (Muon).
+    stackable: updates each element from its own gradient and state alone (SGD, Adam,
+        …), so the vectorized launcher may give each member of a stacked model its own
+        parameter group of views into the stacked tensors. Optimizers that look at a
+        whole tensor (norms, factored or orthogonalized updates) or re-evaluate the
+        loss must not declare it.
     """
 
     needs_closure: bool = False
     sparse_gradients: bool = False
     matrix_params_only: bool = False
+    stackable: bool = False
 
     runtime: ClassVar[tuple[str, ...]] = ("params",)
     kind_hidden: ClassVar[tuple[str, ...]] = ("differentiable", "capturable")
@@ -157,9 +168,13 @@ class ModelSpec(PluginSpec):
 
     image_only: needs image inputs shaped [C, H, W] (convolutional models); checked
         against the dataset before anything is built.
+    stackable: the module has no state shared across a batch (BatchNorm's running
+        statistics) and runs under ``torch.func.vmap(functional_call)``, so the
+        vectorized launcher may stack the parameters of many members into one model.
     """
 
     image_only: bool = False
+    stackable: bool = False
 
     defaults: Mapping[str, Any] = field(
         default_factory=lambda: {
@@ -176,9 +191,12 @@ class DataSpec(PluginSpec):
     info: fields added to the data config so the rest of the config can interpolate
         them (``task``, ``num_classes``, ``num_outputs``, ``input_shape``); values may
         be interpolations of the plugin's own parameters (``${.n_classes}``).
+    stackable: the factory returns a ``TensorDataModule`` (in-memory splits), which the
+        vectorized launcher indexes directly to give each member its own batches.
     """
 
     info: Mapping[str, Any] = field(default_factory=dict)
+    stackable: bool = False
 
 
 KIND_SPECS: Mapping[str, type[PluginSpec]] = {

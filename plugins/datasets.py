@@ -319,7 +319,7 @@ def _spec(
     """A DataSpec with the common value checks for the parameters ``factory`` has."""
     params = inspect.signature(factory).parameters
     common = {key: check for key, check in _COMMON_CHECKS.items() if key in params}
-    return DataSpec(factory, description, info=info, checks={**common, **checks})
+    return DataSpec(factory, description, info=info, checks={**common, **checks}, stackable=True)
 
 
 def _images_info(channels: int, size: int) -> dict[str, object]:

@@ -103,19 +103,21 @@ class AdaptiveLogSoftmaxLoss(nn.Module):
         return self.head.log_prob(output)
 
 
-l1 = LossSpec(nn.L1Loss, "Mean absolute error.", contracts=_DISTANCE)
-mse = LossSpec(nn.MSELoss, "Mean squared error.", contracts=_DISTANCE)
+l1 = LossSpec(nn.L1Loss, "Mean absolute error.", contracts=_DISTANCE, stackable=True)
+mse = LossSpec(nn.MSELoss, "Mean squared error.", contracts=_DISTANCE, stackable=True)
 smooth_l1 = LossSpec(
     nn.SmoothL1Loss,
     "Squared error below beta, absolute error above.",
     contracts=_DISTANCE,
     checks={"beta": Range(0.0, None)},
+    stackable=True,
 )
 huber = LossSpec(
     nn.HuberLoss,
     "Huber loss: squared error below delta, linear above.",
     contracts=_DISTANCE,
     checks={"delta": _POSITIVE},
+    stackable=True,
 )
 cross_entropy = LossSpec(
     nn.CrossEntropyLoss,
@@ -123,12 +125,14 @@ cross_entropy = LossSpec(
     contracts=_INDEX,
     class_weights="weight",
     checks={"label_smoothing": Range(0.0, 1.0)},
+    stackable=True,
 )
 nll = LossSpec(
     nn.NLLLoss,
     "Negative log-likelihood of log-softmax outputs.",
     contracts={"multiclass": Contract("log_probs", "index")},
     class_weights="weight",
+    stackable=True,
 )
 bce = LossSpec(
     nn.BCELoss,
@@ -137,16 +141,19 @@ bce = LossSpec(
         "multiclass": Contract("sigmoid", "onehot"),
         "multilabel": Contract("sigmoid", "onehot"),
     },
+    stackable=True,
 )
 bce_with_logits = LossSpec(
     nn.BCEWithLogitsLoss,
     "Binary cross-entropy on logits (numerically stable); pos_weight per class.",
     contracts=_ONEHOT_LOGITS,
+    stackable=True,
 )
 multilabel_soft_margin = LossSpec(
     nn.MultiLabelSoftMarginLoss,
     "One-versus-all logistic loss over labels.",
     contracts=_ONEHOT_LOGITS,
+    stackable=True,
 )
 multi_margin = LossSpec(
     nn.MultiMarginLoss,
@@ -154,6 +161,7 @@ multi_margin = LossSpec(
     contracts=_INDEX,
     class_weights="weight",
     checks={"p": OneOf((1, 2), "torch implements p=1 and p=2"), "margin": _POSITIVE},
+    stackable=True,
 )
 kl_div = LossSpec(
     nn.KLDivLoss,
@@ -162,23 +170,27 @@ kl_div = LossSpec(
     # 'mean' averages over classes too, which is not the KL divergence; torch warns.
     defaults={"reduction": "batchmean"},
     checks={"reduction": OneOf(("batchmean", "mean", "sum"), "training minimises a scalar")},
+    stackable=True,
 )
 poisson_nll = LossSpec(
     nn.PoissonNLLLoss,
     "Poisson negative log-likelihood; the output is the log of the rate.",
     contracts={"regression": Contract("logits", "value")},
     checks={"eps": _POSITIVE},
+    stackable=True,
 )
 focal = LossSpec(
     FocalLoss,
     contracts=_INDEX,
     class_weights="weight",
     checks={"gamma": Range(0.0, None)},
+    stackable=True,
 )
 sigmoid_focal = LossSpec(
     SigmoidFocalLoss,
     contracts=_ONEHOT_LOGITS,
     checks={"gamma": Range(0.0, None)},
+    stackable=True,
 )
 adaptive_log_softmax = LossSpec(
     AdaptiveLogSoftmaxLoss,

@@ -163,12 +163,14 @@ def build_resnet18(
 mlp = ModelSpec(
     factory=build_mlp,
     image_only=False,
+    stackable=True,
     checks={
         "hidden": Range(1, None),
         "dropout": Range(0.0, 1.0, high_inclusive=False),
         "activation": OneOf(tuple(_ACTIVATIONS)),
     },
 )
-lenet5 = ModelSpec(factory=build_lenet5, image_only=True)
-cifar_cnn = ModelSpec(factory=build_cifar_cnn, image_only=True)
+lenet5 = ModelSpec(factory=build_lenet5, image_only=True, stackable=True)
+cifar_cnn = ModelSpec(factory=build_cifar_cnn, image_only=True, stackable=True)
+# BatchNorm keeps running statistics per model: not stackable.
 resnet18 = ModelSpec(factory=build_resnet18, image_only=True)

@@ -1,7 +1,9 @@
 """Built-in optimizer plugins: every optimizer in ``torch.optim``.
 
 Each is the torch class itself; the spec adds the capability flags the trainer and
-the tests read. A test checks that no optimizer of the installed torch is missing.
+the tests read. ``stackable`` marks the element-wise ones, whose sweep jobs the
+vectorized launcher trains as members of one stacked model. A test checks that no
+optimizer of the installed torch is missing.
 """
 
 from __future__ import annotations
@@ -10,18 +12,30 @@ from torch import optim
 
 from lossopt.core.specs import OptimizerSpec
 
-sgd = OptimizerSpec(optim.SGD, "Stochastic gradient descent with momentum, Nesterov, weight decay.")
-adam = OptimizerSpec(optim.Adam, "Adam: adaptive moments (Kingma & Ba 2015).")
-adamw = OptimizerSpec(optim.AdamW, "AdamW: Adam with decoupled weight decay.")
-nadam = OptimizerSpec(optim.NAdam, "NAdam: Adam with Nesterov momentum.")
-radam = OptimizerSpec(optim.RAdam, "RAdam: Adam with a rectified adaptive learning rate.")
-rmsprop = OptimizerSpec(optim.RMSprop, "RMSprop: divides by a running RMS of the gradients.")
-adagrad = OptimizerSpec(optim.Adagrad, "Adagrad: per-parameter rates from summed squares.")
-adadelta = OptimizerSpec(optim.Adadelta, "Adadelta: Adagrad with a decaying window.")
-adamax = OptimizerSpec(optim.Adamax, "Adamax: Adam with the infinity norm.")
+sgd = OptimizerSpec(
+    optim.SGD, "Stochastic gradient descent with momentum, Nesterov, weight decay.", stackable=True
+)
+adam = OptimizerSpec(optim.Adam, "Adam: adaptive moments (Kingma & Ba 2015).", stackable=True)
+adamw = OptimizerSpec(optim.AdamW, "AdamW: Adam with decoupled weight decay.", stackable=True)
+nadam = OptimizerSpec(optim.NAdam, "NAdam: Adam with Nesterov momentum.", stackable=True)
+radam = OptimizerSpec(
+    optim.RAdam, "RAdam: Adam with a rectified adaptive learning rate.", stackable=True
+)
+rmsprop = OptimizerSpec(
+    optim.RMSprop, "RMSprop: divides by a running RMS of the gradients.", stackable=True
+)
+adagrad = OptimizerSpec(
+    optim.Adagrad, "Adagrad: per-parameter rates from summed squares.", stackable=True
+)
+adadelta = OptimizerSpec(
+    optim.Adadelta, "Adadelta: Adagrad with a decaying window.", stackable=True
+)
+adamax = OptimizerSpec(optim.Adamax, "Adamax: Adam with the infinity norm.", stackable=True)
 adafactor = OptimizerSpec(optim.Adafactor, "Adafactor: factored second moments, low memory.")
-asgd = OptimizerSpec(optim.ASGD, "Averaged stochastic gradient descent.")
-rprop = OptimizerSpec(optim.Rprop, "Rprop: step sizes from gradient signs (full batches).")
+asgd = OptimizerSpec(optim.ASGD, "Averaged stochastic gradient descent.", stackable=True)
+rprop = OptimizerSpec(
+    optim.Rprop, "Rprop: step sizes from gradient signs (full batches).", stackable=True
+)
 lbfgs = OptimizerSpec(
     optim.LBFGS, "L-BFGS quasi-Newton method; re-evaluates the loss.", needs_closure=True
 )
