@@ -55,6 +55,22 @@ class _Batches(Dataset):
         return self.x[index], self.y[index]
 
 
+class _Indices(Dataset):
+    """A split's positions: a batch is the tensor of its indices."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(index)
+
+    def __getitems__(self, indices: Sequence[int]) -> torch.Tensor:
+        return torch.as_tensor(indices, dtype=torch.long)
+
+
 def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate for ``__getitems__``: the batch is already gathered."""
     return batch
@@ -130,25 +146,35 @@ class TensorDataModule(LightningDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        seed = torch.initial_seed() if self.shuffle_seed is None else self.shuffle_seed
-        generator = torch.Generator().manual_seed(seed)
-        return self._loader("train", shuffle=True, generator=generator)
+        return self._loader(_Batches(self.splits["train"]), shuffle=True)
+
+    def train_index_loader(self) -> DataLoader:
+        """The batches ``train_dataloader()`` gives, as index tensors [B] into the
+        training split: the same loader, drawing the same random numbers, without
+        fetching data. The vectorized launcher gathers many jobs' batches at once."""
+        return self._loader(_Indices(len(self.splits["train"].x)), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader(_Batches(self.splits["val"]))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader(_Batches(self.splits["test"]))
 
-    def _loader(self, split: str, **kwargs: Any) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+        generator = None
+        if shuffle:
+            seed = torch.initial_seed() if self.shuffle_seed is None else self.shuffle_seed
+            generator = torch.Generator().manual_seed(seed)
+        fetches = isinstance(dataset, _Batches)
         return DataLoader(
-            _Batches(self.splits[split]),
+            dataset,
             batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
             collate_fn=_as_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            **kwargs,
+            num_workers=self.num_workers if fetches else 0,
+            persistent_workers=fetches and self.num_workers > 0,
+            pin_memory=self.pin_memory and fetches,
         )
 
 

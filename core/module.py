@@ -36,11 +36,26 @@ from lossopt.core.adapter import adapt, scores
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import Contract, OptimizerSpec
 
-__all__ = ["DivergedError", "ExperimentModule", "MeanLoss", "metrics_for", "parameter_groups"]
+__all__ = [
+    "DivergedError",
+    "ExperimentModule",
+    "MeanLoss",
+    "diverged",
+    "metrics_for",
+    "parameter_groups",
+]
 
 
 class DivergedError(LossoptError):
     """The loss became NaN or infinite."""
+
+
+def diverged(epoch: int) -> DivergedError:
+    """The error of a job whose training loss stopped being finite in ``epoch``."""
+    return DivergedError(
+        f"training diverged: the training loss became NaN or infinite in epoch {epoch}. "
+        "Try a smaller optimizer.lr."
+    )
 
 
 class MeanLoss(Metric):
@@ -97,14 +112,18 @@ def metrics_for(task: str, num_outputs: int) -> MetricCollection:
     )
 
 
-def parameter_groups(modules: list[nn.Module], weight_decay: float | None) -> list[dict]:
-    """All trainable parameters; with weight decay, biases and normalization weights
-    (the 1-D parameters) go to a group without it, as is standard practice."""
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+def parameter_groups(
+    params: list[Tensor], weight_decay: float | None, leading: int = 0
+) -> list[dict]:
+    """The parameters to optimize; with weight decay, biases and normalization weights
+    (the 1-D parameters) go to a group without it, as is standard practice.
+
+    leading: dimensions in front of each parameter's own (a stack's member dimension).
+    """
     if not weight_decay:
         return [{"params": params}]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    decay = [p for p in params if p.ndim - leading > 1]
+    no_decay = [p for p in params if p.ndim - leading <= 1]
     return [
         g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
     ]
@@ -188,10 +207,7 @@ class ExperimentModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Read once per epoch: checking every step would sync the GPU every step.
         if not torch.isfinite(self.train_loss.compute()):
-            raise DivergedError(
-                f"training diverged: the training loss became NaN or infinite in epoch "
-                f"{self.current_epoch}. Try a smaller optimizer.lr."
-            )
+            raise diverged(self.current_epoch)
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -209,7 +225,8 @@ class ExperimentModule(L.LightningModule):
                     p.grad = p.grad.to_sparse()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups([self.model, self.loss], self.weight_decay)
+        trainable = [p for m in (self.model, self.loss) for p in m.parameters() if p.requires_grad]
+        groups = parameter_groups(trainable, self.weight_decay)
         optimizer = self._make_optimizer(groups)
         trainer = self.trainer
         steps = (

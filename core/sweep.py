@@ -26,7 +26,13 @@ from rich.table import Table
 from lossopt.core.errors import print_error
 from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
 
-__all__ = ["SweepCallback", "finished_job", "job_context", "write_result"]
+__all__ = [
+    "SweepCallback",
+    "finished_fingerprints",
+    "finished_job",
+    "job_context",
+    "write_result",
+]
 
 PARENT_ENV = "LOSSOPT_PARENT_RUN_ID"
 RESULTS_ENV = "LOSSOPT_SWEEP_RESULTS"
@@ -51,22 +57,32 @@ def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
     (results / f"{job_num}.json").write_text(json.dumps(dict(row), default=str))
 
 
-def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
-    """The FINISHED child run of this sweep with this job's config fingerprint."""
+def _finished_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1):
     from lossopt.core.tracking import open_client, tracking_uri
 
     client = open_client(tracking_uri(cfg))
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs(
+    return client.search_runs(
         [experiment.experiment_id],
         filter_string=(
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
-            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}' and "
-            "attributes.status = 'FINISHED'"
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'FINISHED'{extra}"
         ),
-        max_results=1,
+        max_results=limit,
+    )
+
+
+def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
+    """The FINISHED child run of this sweep with this job's config fingerprint."""
+    runs = _finished_runs(
+        cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
     )
     return runs[0] if runs else None
+
+
+def finished_fingerprints(cfg: DictConfig, parent_run_id: str) -> set[str]:
+    """The config fingerprints of every FINISHED child run of this sweep."""
+    runs = _finished_runs(cfg, parent_run_id, limit=50000)
+    return {r.data.tags.get(TAG_FINGERPRINT) for r in runs} - {None}
 
 
 class SweepCallback(Callback):

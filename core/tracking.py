@@ -8,12 +8,13 @@ lossopt owns the run's life: whatever happens, it ends FINISHED, FAILED or KILLE
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import subprocess
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ def source_tags(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+@functools.cache  # once per process: every job of a sweep runs from the same commit
 def git_commit(path: str | os.PathLike = ".") -> str | None:
     try:
         out = subprocess.run(
@@ -173,6 +175,15 @@ class TrackedRun:
             batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
             self.client.log_batch(self.run_id, metrics=batch)
 
+    def log_history(self, entries: Sequence[tuple[str, float, int, int]]) -> None:
+        """Metric values recorded earlier: (key, value, step, timestamp in ms) each."""
+        if self.enabled:
+            from mlflow.entities import Metric
+
+            metrics = [Metric(key, float(value), ms, step) for key, value, step, ms in entries]
+            for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
+                self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+
     def log_input(self, description: Mapping[str, Any], context: str = "train") -> None:
         """The dataset as a run input (name, digest of its description, profile)."""
         if not self.enabled:
@@ -218,12 +229,16 @@ def is_rank_zero() -> bool:
 
 @contextlib.contextmanager
 def tracked_run(
-    cfg: DictConfig, tags: Mapping[str, str], parent_run_id: str | None = None
+    cfg: DictConfig,
+    tags: Mapping[str, str],
+    parent_run_id: str | None = None,
+    started_ms: int | None = None,
 ) -> Iterator[TrackedRun]:
     """Create the job's run before training and always give it a terminal status.
 
     FINISHED when the body returns, KILLED on an interrupt, FAILED on an error, with
-    the error message as a tag and the traceback as an artifact.
+    the error message as a tag and the traceback as an artifact. ``started_ms``: when
+    the job started, if before now (a stacked member is recorded after training).
     """
     if not cfg.tracking.enabled or not is_rank_zero():
         yield TrackedRun()
@@ -239,7 +254,7 @@ def tracked_run(
         all_tags[TAG_PARENT] = parent_run_id
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(exp_id, tags=all_tags, run_name=run_name(cfg))
+    run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
     tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
     params = [Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()]
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch

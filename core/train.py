@@ -18,7 +18,7 @@ from lossopt.core.errors import ConfigError, LossoptError
 from lossopt.core.registry import registry
 from lossopt.core.specs import LossSpec, ModelSpec
 
-__all__ = ["RunResult", "monitor_of", "run", "validate"]
+__all__ = ["RunResult", "monitor_of", "record", "run", "validate"]
 
 
 @dataclass
@@ -166,13 +166,48 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
         score = checkpoint.best_model_score
         objective = float(score) if score is not None else math.nan
+        confusion = module.confusion.compute() if module.confusion is not None else None
         # 5. Summarize into the run.
-        tracked.log_metrics({f"best_{monitor}": objective})
-        if module.confusion is not None:
-            from lossopt.core.plots import confusion_figure
-
-            figure = confusion_figure(module.confusion.compute())
-            tracked.log_figure(figure, "confusion_matrix.png")
-        if best and cfg.log_checkpoint:
-            tracked.log_artifact(best, "checkpoints")
+        _summarize(tracked, cfg, monitor, objective, confusion, best)
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
+
+
+def _summarize(tracked, cfg: DictConfig, monitor: str, objective: float, confusion, best) -> None:
+    """What a job adds to its run once trained: the best monitored value, the test
+    confusion matrix, the best checkpoint when asked."""
+    tracked.log_metrics({f"best_{monitor}": objective})
+    if confusion is not None:
+        from lossopt.core.plots import confusion_figure
+
+        tracked.log_figure(confusion_figure(confusion), "confusion_matrix.png")
+    if best and cfg.log_checkpoint:
+        tracked.log_artifact(best, "checkpoints")
+
+
+def record(
+    cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None, outcome: Any
+) -> RunResult:
+    """The run of a job trained as a member of a stack (``core.stacked``): the same
+    record ``run`` leaves, from the member's outcome. A failed member raises its error
+    inside the run, which ends FAILED with it."""
+    from lossopt.core._startup_heap import settle
+    from lossopt.core.tracking import source_tags, tracked_run
+
+    monitor, _ = monitor_of(cfg)
+    with tracked_run(cfg, source_tags(cfg), parent_run_id, outcome.started_ms) as tracked:
+        settle()
+        tracked.log_input(outcome.data)
+        tracked.log_history(outcome.history)
+        if outcome.error is not None:
+            raise outcome.error
+        _summarize(
+            tracked, cfg, monitor, outcome.objective, outcome.confusion, outcome.best_checkpoint
+        )
+    return RunResult(
+        outcome.objective,
+        monitor,
+        outcome.metrics,
+        tracked.run_id,
+        tracked.uri,
+        outcome.best_checkpoint,
+    )
