@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,12 +17,29 @@ from rich.table import Table
 import lossopt.conf
 from lossopt.core.errors import LossoptError, print_error
 from lossopt.core.tracking import is_rank_zero
+from lossopt.core.tracking import run_name as run_name_of
 
 CONFIG_DIR = str(Path(lossopt.conf.__file__).parent)
 CONFIG_NAME = "train"
 VERSION_BASE = "1.3"
 
 console = Console()
+
+
+def register_launcher() -> None:
+    """Make lossopt's vectorized launcher known to Hydra.
+
+    Hydra 1.3 finds launchers by walking the ``hydra_plugins`` namespace package, which
+    an editable install hides from it (setuptools' import hook cannot be walked; Hydra
+    issue 2359, solved by entry points in Hydra 1.4). Importing the module stores its
+    config; the class goes into Hydra's plugin table as the scan would have put it.
+    """
+    from hydra.core.plugins import Plugins
+
+    import hydra_plugins.lossopt_launcher as module
+
+    name = f"{module.__name__}.{module.VectorizedLauncher.__name__}"
+    Plugins.instance().class_name_to_class.setdefault(name, module.VectorizedLauncher)
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -33,6 +50,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from lossopt.core.configs import store_configs
 
     store_configs()
+    register_launcher()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
         return hydra_compose(CONFIG_NAME, overrides=list(overrides))
 
@@ -131,12 +149,33 @@ def _as_single_run(hydra_cfg) -> Iterator[None]:
         OmegaConf.set_readonly(hydra_cfg, True)
 
 
-def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None):
+def member_task(outcome) -> Callable[[DictConfig], float]:
+    """The Hydra task function of a job trained as a member of a stack: it records the
+    member's outcome as its job's run, through the same steps as any sweep job."""
+
+    def task(cfg: DictConfig) -> float:
+        from hydra.core.hydra_config import HydraConfig
+
+        from lossopt.core.sweep import job_context
+
+        return _sweep_job(cfg, HydraConfig.get(), *job_context(), member=outcome)
+
+    return task
+
+
+def _sweep_job(
+    cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None, member=None
+) -> float:
     """One job of a sweep: skipped when already FINISHED, a failure recorded and
-    reported without stopping the other jobs. Returns the objective (NaN on failure)."""
+    reported without stopping the other jobs. Returns the objective (NaN on failure).
+
+    ``member``: the outcome of the job trained in a stack (``core.stacked``), which is
+    recorded instead of training the job here (the launcher already left out the
+    FINISHED ones).
+    """
     from lossopt.core._gpu_slots import pin_worker_gpu
     from lossopt.core.sweep import finished_job, write_result
-    from lossopt.core.train import monitor_of, run
+    from lossopt.core.train import monitor_of, record, run
 
     job = hydra_cfg.job.num
     monitor, _ = monitor_of(cfg)
@@ -149,7 +188,8 @@ def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: P
         "overrides": list(hydra_cfg.overrides.task),
     }
     results = results or Path(hydra_cfg.runtime.output_dir)
-    if parent_run_id and (done := finished_job(cfg, parent_run_id)) is not None:
+    done = None if member is not None or not parent_run_id else finished_job(cfg, parent_run_id)
+    if done is not None:
         objective = done.data.metrics.get(f"best_{monitor}", float("nan"))
         console.print(f"[yellow]skip[/] job {job}: already FINISHED as run {done.info.run_id}")
         write_result(
@@ -163,13 +203,22 @@ def _sweep_job(cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: P
     pin_worker_gpu(cfg.trainer, hydra_cfg.launcher._target_, results / "gpu-slots")
     try:
         with _as_single_run(hydra_cfg):
-            result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id=parent_run_id)
+            if member is None:
+                result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id)
+            else:
+                result = record(cfg, hydra_cfg.runtime.output_dir, parent_run_id, member)
     except Exception as exc:  # one failed job must not stop the sweep
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LossoptError) else str(exc)
         print_error(message, f"job {job} failed")
         write_result(results, job, {**row, "status": "failed", "error": message[:500]})
         return float("nan")
-    _print_summary(result)
+    if member is None:
+        _print_summary(result)
+    else:  # a stack's members finish together: one line each
+        console.print(
+            f"job {job} [green]finished[/] ({run_name_of(cfg)}): best {result.monitor} "
+            f"{result.objective:.4f}, run {result.run_id}"
+        )
     write_result(
         results,
         job,
@@ -187,6 +236,7 @@ def train(args: Sequence[str]) -> int:
     from lossopt.core.configs import store_configs
 
     store_configs()
+    register_launcher()
     check_plugin_choices(args)
     # What @hydra.main does, with our arguments instead of sys.argv: sys.argv stays the
     # real command line, which Lightning re-runs to start DDP worker processes.

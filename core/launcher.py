@@ -1,0 +1,270 @@
+"""The vectorized launcher: the jobs of a sweep that can share one stacked model are
+trained at once; the others run one after another, as with Hydra's basic launcher.
+
+Hydra hands a launcher a batch of jobs (their overrides). For each job this composes
+its config, as the basic launcher does, and asks ``stack_key``: jobs with the same key
+(same data, model and trainer settings; loss, optimizer, schedule and seed may differ)
+form a group, trained by ``core.stacked`` in chunks that fit the device's memory. Each
+member is then recorded as a job through Hydra's ``run_job`` (its folder, ``.hydra``
+files, callbacks, return value) with ``app.member_task``: the same sweep-job code that
+a job run alone goes through. Jobs that cannot stack — a plugin that does not declare
+``stackable``, trainer settings the stacked loop does not implement, a group of one —
+and jobs already FINISHED run through the normal task function.
+
+Hydra finds launchers only in the ``hydra_plugins`` namespace: the class Hydra
+instantiates is ``hydra_plugins.lossopt_launcher.VectorizedLauncher``, which hands
+its calls to ``StackingLauncher`` here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+
+from lossopt.core.errors import LossoptError, print_error
+
+__all__ = ["STACKED_TRAINER_KEYS", "StackingLauncher", "stack_key"]
+
+console = Console()
+
+# The trainer settings the stacked loop implements; any other key runs the job alone.
+STACKED_TRAINER_KEYS = frozenset(
+    {
+        "accelerator",
+        "devices",
+        "strategy",
+        "precision",
+        "max_epochs",
+        "log_every_n_steps",
+        "enable_progress_bar",
+        "enable_model_summary",
+        "gradient_clip_val",
+        "deterministic",
+    }
+)
+# What may differ between the members of one stack.
+_PER_MEMBER = ("loss", "optimizer", "scheduler", "seed")
+_DISPLAY_ONLY = ("enable_progress_bar", "enable_model_summary")
+
+
+def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
+    """``(key, "")`` when the job may train in a stack with the jobs of the same key;
+    ``(None, why)`` when it must run alone."""
+    from lossopt.core.registry import registry
+    from lossopt.core.stacked_metrics import StackedMetrics
+    from lossopt.core.train import monitor_of, validate
+
+    try:
+        validate(cfg)
+    except LossoptError:
+        return None, "its config is refused (the job reports why)"
+    for kind in ("data", "model", "loss", "optimizer"):
+        spec = registry(kind).spec(cfg[kind].name)
+        if not getattr(spec, "stackable", False):
+            return None, f"{kind}={cfg[kind].name} is not declared stackable"
+    trainer = cfg.trainer
+    unsupported = sorted(k for k, v in trainer.items() if k not in STACKED_TRAINER_KEYS and v)
+    if unsupported:
+        return None, f"trainer.{unsupported[0]} is not implemented by stacked training"
+    if str(trainer.devices) != "1" or str(trainer.strategy) != "auto":
+        return None, "it asks for several devices"
+    if str(trainer.precision) not in ("32-true", "32"):
+        return None, f"trainer.precision={trainer.precision}"
+    if str(trainer.accelerator) not in ("cpu", "gpu", "cuda", "auto"):
+        return None, f"trainer.accelerator={trainer.accelerator}"
+    stage, _, metric = monitor_of(cfg)[0].partition("/")
+    if stage not in ("train", "val") or metric not in StackedMetrics.names(cfg.data.task):
+        return None, f"monitor={cfg.monitor} is not a stacked metric"
+    from lossopt.core.tracking import job_config
+
+    shared = job_config(cfg)
+    for key in _PER_MEMBER:
+        shared.pop(key, None)
+    shared["trainer"] = {k: v for k, v in shared["trainer"].items() if k not in _DISPLAY_ONLY}
+    return json.dumps(shared, sort_keys=True, default=str), ""
+
+
+@dataclass
+class _Job:
+    index: int
+    config: DictConfig  # the composed sweep config, ``hydra`` node included
+    task: DictConfig  # what the job's task function gets: the config without ``hydra``
+    output_dir: Path
+
+
+def _describe(groups: list[list[_Job]], alone: list[tuple[_Job, str]], skipped: int) -> str:
+    """``72 jobs: 1 stacked group of 72`` and what runs alone, and why."""
+    total = sum(map(len, groups)) + len(alone) + skipped
+    parts = []
+    if groups:
+        sizes = ", ".join(str(len(g)) for g in groups)
+        noun = "group" if len(groups) == 1 else "groups"
+        parts.append(f"{len(groups)} stacked {noun} of {sizes}")
+    if alone:
+        reasons: dict[str, int] = {}
+        for _, why in alone:
+            reasons[why] = reasons.get(why, 0) + 1
+        text = "; ".join(f"{n}: {why}" if n > 1 else why for why, n in reasons.items())
+        parts.append(f"{len(alone)} alone ({text})")
+    if skipped:
+        parts.append(f"{skipped} finished earlier (skipped)")
+    return f"{total} jobs: " + ", ".join(parts)
+
+
+def _chunks(jobs: list[_Job], size: int) -> list[list[_Job]]:
+    """Split ``jobs`` into near-equal chunks of at most ``size``."""
+    count = math.ceil(len(jobs) / max(1, size))
+    step = math.ceil(len(jobs) / count)
+    return [jobs[i : i + step] for i in range(0, len(jobs), step)]
+
+
+class StackingLauncher:
+    """The launcher's work; see the module docstring.
+
+    max_members: the most members one stack holds; None derives it from the free
+    memory of the device and the size of one member.
+    """
+
+    def __init__(self, max_members: int | None = None) -> None:
+        if max_members is not None and max_members < 1:
+            raise LossoptError(
+                f"hydra.launcher.max_members={max_members}: a stack needs at least one "
+                "member; give a positive number, or null to size stacks by free memory."
+            )
+        self.max_members = max_members
+        self.config: DictConfig | None = None
+        self.hydra_context: Any = None
+        self.task_function: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+        from hydra.core.utils import configure_log, setup_globals
+
+        setup_globals()
+        assert self.config is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = [self._compose(initial_job_idx + i, o) for i, o in enumerate(job_overrides)]
+        groups, alone, skipped = self._plan(jobs)
+        console.print(_describe(groups, alone, len(skipped)))
+        returns: dict[int, Any] = {}
+        for group in groups:
+            for chunk in self._split(group):
+                self._train(chunk, returns)
+        for job in [*skipped, *(job for job, _ in alone)]:
+            returns[job.index] = self._run(job, self.task_function)
+        return [returns[job.index] for job in jobs]
+
+    def _compose(self, index: int, overrides: Sequence[str]) -> _Job:
+        from hydra.core.hydra_config import HydraConfig
+
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = index
+            config.hydra.job.num = index
+        # Where Hydra's run_job will put the job: the stack writes checkpoints there.
+        HydraConfig.instance().set_config(config)
+        folder = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        folder /= str(OmegaConf.select(config, "hydra.sweep.subdir"))
+        task = copy.deepcopy(config)
+        with open_dict(task):
+            del task["hydra"]
+        return _Job(index, config, task, folder.resolve())
+
+    def _plan(self, jobs: list[_Job]) -> tuple[list[list[_Job]], list[tuple[_Job, str]], list]:
+        """(stacked groups, jobs alone with why, jobs already FINISHED)."""
+        finished = _finished_fingerprints(jobs[0].task) if jobs else set()
+        from lossopt.core.tracking import fingerprint
+
+        by_key: dict[str, list[_Job]] = {}
+        alone: list[tuple[_Job, str]] = []
+        skipped = []
+        for job in jobs:
+            if finished and fingerprint(job.task) in finished:
+                skipped.append(job)
+                continue
+            key, why = stack_key(job.task)
+            if key is None:
+                alone.append((job, why))
+            else:
+                by_key.setdefault(key, []).append(job)
+        groups = []
+        for group in by_key.values():
+            if len(group) == 1:
+                alone.append((group[0], "no other job to stack with"))
+            else:
+                groups.append(group)
+        return groups, alone, skipped
+
+    def _split(self, group: list[_Job]) -> list[list[_Job]]:
+        from lossopt.core.stacked import device_of, free_bytes, member_bytes
+
+        size = self.max_members
+        if size is None:
+            task = group[0].task
+            need = member_bytes(task)
+            size = max(1, int(0.5 * free_bytes(device_of(task.trainer)) // need))
+        chunks = _chunks(group, size)
+        if len(chunks) > 1:
+            console.print(
+                f"stacked group of {len(group)} in {len(chunks)} chunks of at most "
+                f"{max(map(len, chunks))} members (hydra.launcher.max_members={size})"
+            )
+        return chunks
+
+    def _train(self, chunk: list[_Job], returns: dict[int, Any]) -> None:
+        from lossopt.core.app import member_task
+        from lossopt.core.stacked import train_stack
+
+        start = time.perf_counter()
+        try:
+            outcomes = train_stack([j.task for j in chunk], [j.output_dir for j in chunk])
+        except Exception as exc:  # the stack failed as a whole: its jobs run alone
+            print_error(
+                f"{type(exc).__name__}: {exc}",
+                f"stacked training of {len(chunk)} jobs failed; they run one by one",
+            )
+            for job in chunk:
+                returns[job.index] = self._run(job, self.task_function)
+            return
+        console.print(
+            f"trained {len(chunk)} jobs as one stack in {time.perf_counter() - start:.1f} s"
+        )
+        for job, outcome in zip(chunk, outcomes, strict=True):
+            returns[job.index] = self._run(job, member_task(outcome))
+
+    def _run(self, job: _Job, task_function: Any) -> Any:
+        from hydra.core.utils import configure_log, run_job
+
+        assert self.config is not None
+        result = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=job.config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return result
+
+
+def _finished_fingerprints(config: DictConfig) -> set[str]:
+    """Fingerprints of this sweep's FINISHED jobs (one query for the whole batch)."""
+    from lossopt.core.sweep import PARENT_ENV, finished_fingerprints
+
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not config.tracking.enabled:
+        return set()
+    return finished_fingerprints(config, parent)

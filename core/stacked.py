@@ -1,0 +1,438 @@
+"""Many jobs of a sweep trained at once, as the K members of one stacked model.
+
+The second of lossopt's two loops (the first is Lightning's ``Trainer``), built from
+the same parts: each member's data module, model, loss and optimizer come from the
+plugins through ``build``, as in ``train.run``; its loss goes through the adapter;
+its metrics have the definitions of ``module.metrics_for``.
+
+1. Each member is set up as its job would be alone: ``seed_everything(seed)``, then
+   data, model and loss are built in the same order, so it starts from the same
+   initial weights; its training batches come from its own data module's loader
+   (shuffled by a generator seeded from the job's seed), so it sees the same order.
+2. The members' parameters are stacked ([K, ...] per tensor); one forward and one
+   backward per step run all of them (``vmap`` over ``functional_call``). Each member's
+   loss is its own loss plugin's value on its own slice (``vmap`` over the members that
+   share a loss config). The sum of the losses is differentiated: each member's
+   gradient is exactly its own.
+3. Each member is updated by its own optimizer settings: members with identical
+   optimizer and schedule settings share one optimizer whose parameters are views into
+   the stacked tensors. Only optimizers that update every element from its own
+   gradient and state declare ``stackable``, so sharing an optimizer changes nothing.
+4. Per epoch, as Lightning's loop does: validation, best-checkpoint bookkeeping by the
+   monitored metric, then the divergence check (a member whose training loss is not
+   finite fails and stops updating; the others go on), then epoch schedules.
+5. The test pass runs on each member's best weights.
+
+Metrics stay on the device; they are read once per epoch. What each member records
+(its MLflow run, checkpoint file, summary row) is written afterwards by the launcher,
+through the same code a job run alone uses (``train.record``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lossopt.core.adapter import adapt, contract_for, scores
+from lossopt.core.configs import build, plugin_values
+from lossopt.core.module import diverged, parameter_groups
+from lossopt.core.registry import registry
+from lossopt.core.stacked_metrics import StackedMetrics
+from lossopt.core.train import _loss_values, monitor_of
+
+__all__ = ["MemberOutcome", "device_of", "member_bytes", "train_stack"]
+
+# One metric value as MLflow stores it: (key, value, step, timestamp in ms).
+Entry = tuple[str, float, int, int]
+
+
+@dataclass
+class MemberOutcome:
+    """Everything a member's job records, once the stack has trained."""
+
+    data: dict[str, Any]  # the dataset's description, logged as the run's input
+    started_ms: int
+    history: list[Entry] = field(default_factory=list)
+    objective: float = math.nan  # best value of the monitored metric
+    metrics: dict[str, float] = field(default_factory=dict)  # test metrics
+    best_checkpoint: str | None = None
+    confusion: Tensor | None = None  # [C, C] test counts (multiclass)
+    error: Exception | None = None  # why the member failed (DivergedError…)
+
+
+@dataclass
+class _Member:
+    cfg: DictConfig
+    model: nn.Module
+    loss: nn.Module
+    batches: Any  # the job's own index loader: one iteration is one epoch
+
+
+def device_of(trainer: Any) -> torch.device:
+    """The one device a stack trains on, from the trainer settings."""
+    accelerator = str(trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member], Any]:
+    """Each job's own objects, built in the order ``train.run`` builds them, and the
+    data they share.
+
+    The data module is built again for each member only when building it draws from
+    torch's random generator (the model's initial weights would depend on it); the
+    shipped datasets do not, so they are built once.
+    """
+    members, data, draws = [], None, True
+    for cfg in cfgs:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        if data is None or draws:
+            before = torch.random.get_rng_state()
+            data = build("data", cfg.data.name, plugin_values(cfg, "data"))
+            draws = not torch.equal(before, torch.random.get_rng_state())
+        model = build("model", cfg.model.name, plugin_values(cfg, "model"))
+        loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
+        # The loader's generator is seeded from torch.initial_seed(): this job's seed.
+        members.append(_Member(cfg, model, loss, data.train_index_loader()))
+    return members, data
+
+
+def member_bytes(cfg: DictConfig) -> int:
+    """Rough memory one member needs: its parameters with gradient, best copy and up
+    to three optimizer states, and the activations of a training batch (kept for the
+    backward pass, with their gradients)."""
+    (member,), data = _build_members([cfg])
+    params = sum(p.numel() for p in member.model.parameters())
+    activations = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal activations
+        if isinstance(output, Tensor):
+            activations += output.numel()
+
+    leaves = [m for m in member.model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    with torch.no_grad():
+        member.model(data.splits["train"].x[:1])
+    for hook in hooks:
+        hook.remove()
+    return 4 * (6 * params + 3 * data.batch_size * activations)
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory free for a stack on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
+def _key(cfg: DictConfig, *kinds: str) -> str:
+    return json.dumps([[cfg[k].name, plugin_values(cfg, k)] for k in kinds], sort_keys=True)
+
+
+def _runs(keys: Sequence[str]) -> list[tuple[slice, int]]:
+    """Contiguous runs of equal keys: (members, index of the run's first member)."""
+    runs, start = [], 0
+    for end in range(1, len(keys) + 1):
+        if end == len(keys) or keys[end] != keys[start]:
+            runs.append((slice(start, end), start))
+            start = end
+    return runs
+
+
+class _Stack:
+    """The members' parameters stacked, and one vectorized forward over them."""
+
+    def __init__(self, members: Sequence[_Member], device: torch.device) -> None:
+        params, buffers = stack_module_state([m.model for m in members])
+        self.params = {n: p.detach().to(device).requires_grad_() for n, p in params.items()}
+        self.buffers = {n: b.to(device) for n, b in buffers.items()}
+        self.base = copy.deepcopy(members[0].model).to("meta")
+        for p in self.params.values():
+            p.grad = torch.zeros_like(p)  # kept and zeroed in place: views alias it
+        self.frozen: dict[int, dict[str, Tensor]] = {}
+
+        def call(params: dict, buffers: dict, x: Tensor) -> Tensor:
+            return functional_call(self.base, (params, buffers), (x,))
+
+        # Dropout draws its own mask for every member.
+        self._own_inputs = vmap(call, in_dims=(0, 0, 0), randomness="different")
+        self._shared_inputs = vmap(call, in_dims=(0, 0, None), randomness="different")
+
+    def __call__(self, x: Tensor, shared: bool) -> Tensor:
+        """x: [K, B, ...] (each member its own batch) or [B, ...] (shared) → [K, B, C]."""
+        forward = self._shared_inputs if shared else self._own_inputs
+        return forward(self.params, self.buffers, x)
+
+    def views(self, members: slice) -> list[Tensor]:
+        """The parameters of a run of members as views into the stacked tensors, with
+        gradients that are views into the stacked gradients: what optimizers step."""
+        views = []
+        for p in self.params.values():
+            view = p.detach()[members]
+            view.grad = p.grad[members]
+            views.append(view)
+        return views
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad.zero_()
+
+    def freeze(self, k: int) -> None:
+        """Member k keeps its current weights from now on."""
+        self.frozen[k] = {n: p.detach()[k].clone() for n, p in self.params.items()}
+
+    def restore_frozen(self) -> None:
+        with torch.no_grad():
+            for k, weights in self.frozen.items():
+                for name, p in self.params.items():
+                    p[k] = weights[name]
+
+
+class _Losses:
+    """Each member's loss, computed per run of members that share a loss config."""
+
+    def __init__(self, members: Sequence[_Member], task: str) -> None:
+        self.runs: list[tuple[slice, nn.Module, Callable]] = []
+        for run, first in _runs([_key(m.cfg, "loss") for m in members]):
+            cfg, loss = members[first].cfg, members[first].loss
+            contract = contract_for(registry("loss").spec(cfg.loss.name), cfg.loss.name, task)
+
+            def value(output: Tensor, target: Tensor, loss=loss, contract=contract) -> Tensor:
+                return loss(*adapt(output, target, contract, task))
+
+            self.runs.append((run, loss, value))
+
+    def __call__(self, output: Tensor, target: Tensor, shared: bool) -> tuple[Tensor, Tensor]:
+        """([K] losses, [K, B, C] scores the metrics judge)."""
+        values, judged = [], []
+        for members, loss, value in self.runs:
+            target_of = target if shared else target[members]
+            per_member = vmap(value, in_dims=(0, None if shared else 0))
+            values.append(per_member(output[members], target_of))
+            judged.append(scores(loss, output[members]))
+        return torch.cat(values), torch.cat(judged)
+
+
+def _optimizers(
+    members: Sequence[_Member], stack: _Stack, steps_per_epoch: int
+) -> list[tuple[torch.optim.Optimizer, Any, str]]:
+    """One optimizer (and schedule) per set of members with identical settings; its
+    parameters are the views of the runs of members in the set."""
+    sets: dict[str, list[tuple[slice, int]]] = {}
+    keys = [_key(m.cfg, "optimizer", "scheduler") for m in members]
+    for run, first in _runs(keys):
+        sets.setdefault(keys[first], []).append((run, first))
+    result = []
+    for runs in sets.values():
+        cfg = members[runs[0][1]].cfg
+        values = plugin_values(cfg, "optimizer")
+        if "foreach" in values and values["foreach"] is None:
+            values["foreach"] = True  # one kernel per op for all views, not one per view
+        decay = values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
+        views = [view for run, _ in runs for view in stack.views(run)]
+        groups = parameter_groups(views, decay, leading=1)
+        optimizer = build("optimizer", cfg.optimizer.name, values, params=groups)
+        interval = registry("scheduler").spec(cfg.scheduler.name).interval
+        total = cfg.trainer.max_epochs * (1 if interval == "epoch" else steps_per_epoch)
+        schedule = build(
+            "scheduler",
+            cfg.scheduler.name,
+            plugin_values(cfg, "scheduler"),
+            optimizer=optimizer,
+            total_steps=int(total),
+        )
+        result.append((optimizer, schedule, interval))
+    return result
+
+
+def _clip(stack: _Stack, max_norm: float) -> None:
+    """Lightning's gradient_clip_val (clip_grad_norm_), for each member's own norm."""
+    grads = [p.grad for p in stack.params.values()]
+    k = grads[0].shape[0]
+    norms = torch.stack([g.reshape(k, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(k, *[1] * (g.dim() - 1)))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list[MemberOutcome]:
+    """Train the jobs ``cfgs`` as one stack; one outcome per job, in the same order.
+
+    The jobs must share data, model and trainer settings (the launcher groups them).
+    """
+    started = _now_ms()
+    # Members that share a loss, then an optimizer, sit next to each other in the stack.
+    order = sorted(
+        range(len(cfgs)),
+        key=lambda i: (_key(cfgs[i], "loss"), _key(cfgs[i], "optimizer", "scheduler")),
+    )
+    members, data = _build_members([cfgs[i] for i in order])
+    cfg = members[0].cfg
+    device = device_of(cfg.trainer)
+    task, num_outputs = data.task, data.num_outputs
+    splits = {s: (x.to(device), y.to(device)) for s, (x, y) in data.splits.items()}
+    stack = _Stack(members, device)
+    losses = _Losses(members, task)
+    k_all = len(members)
+    outcomes = [MemberOutcome(data.describe(), started) for _ in members]
+
+    steps_per_epoch = math.ceil(len(splits["train"][0]) / data.batch_size)
+    optimizers = _optimizers(members, stack, steps_per_epoch)
+    monitor, mode = monitor_of(cfg)
+    stage_of_monitor, metric_of_monitor = monitor.split("/", 1)
+    worst = -math.inf if mode == "max" else math.inf
+    best_value = torch.full((k_all,), worst, device=device)
+    best_epoch = [-1] * k_all
+    best_params = {n: p.detach().clone() for n, p in stack.params.items()}
+    alive = torch.ones(k_all, dtype=torch.bool, device=device)
+    every = int(cfg.trainer.log_every_n_steps)
+    clip = cfg.trainer.get("gradient_clip_val")
+    metrics = {
+        s: StackedMetrics(task, num_outputs, k_all, device) for s in ("train", "val", "test")
+    }
+    step_losses: list[tuple[int, Tensor, int]] = []
+    global_step = 0
+
+    def evaluate(stage: str) -> None:
+        x, y = splits[stage]
+        stack.base.eval()
+        with torch.no_grad():
+            for start in range(0, len(x), data.batch_size):
+                xb, yb = x[start : start + data.batch_size], y[start : start + data.batch_size]
+                values, judged = losses(stack(xb, shared=True), yb, shared=True)
+                metrics[stage].update(judged, yb, values)
+
+    def record(stage: str, step: int, when: int) -> dict[str, Tensor]:
+        values = metrics[stage].compute()
+        host = {name: v.tolist() for name, v in values.items()}
+        for k in range(k_all):
+            outcomes[k].history += [(f"{stage}/{n}", host[n][k], step, when) for n in host]
+        metrics[stage].reset()
+        return values
+
+    for epoch in range(int(cfg.trainer.max_epochs)):
+        order_of = torch.stack([torch.cat(list(m.batches)) for m in members])
+        order_of = order_of.to(device)
+        stack.base.train()
+        for start in range(0, order_of.shape[1], data.batch_size):
+            index = order_of[:, start : start + data.batch_size]
+            x, y = splits["train"][0][index], splits["train"][1][index]
+            values, judged = losses(stack(x, shared=False), y, shared=False)
+            values.sum().backward()
+            if clip:
+                _clip(stack, float(clip))
+            for optimizer, schedule, interval in optimizers:
+                optimizer.step()
+                if interval == "step":
+                    schedule.step()
+            stack.restore_frozen()
+            stack.zero_grad()
+            metrics["train"].update(judged.detach(), y, values.detach())
+            if every > 0 and (global_step + 1) % every == 0:
+                step_losses.append((global_step, values.detach().clone(), _now_ms()))
+            global_step += 1
+        last_step, when = global_step - 1, _now_ms()
+        # As Lightning: validation and checkpoint first, then the training epoch's end.
+        evaluate("val")
+        epoch_values = {
+            "val": record("val", last_step, when),
+            "train": record("train", last_step, when),
+        }
+        current = epoch_values[stage_of_monitor][metric_of_monitor]
+        current = torch.nan_to_num(current, nan=worst)
+        better = current > best_value if mode == "max" else current < best_value
+        better &= alive
+        best_value = torch.where(better, current, best_value)
+        for name, p in stack.params.items():
+            mask = better.view(-1, *[1] * (p.dim() - 1))
+            best_params[name] = torch.where(mask, p.detach(), best_params[name])
+        for k in better.nonzero().flatten().tolist():
+            best_epoch[k] = epoch
+        train_loss = epoch_values["train"]["loss"]
+        for k in (alive & ~torch.isfinite(train_loss)).nonzero().flatten().tolist():
+            outcomes[k].error = diverged(epoch)
+            alive[k] = False
+            stack.freeze(k)  # it stops updating; the others go on
+        for k in range(k_all):
+            outcomes[k].history.append(("epoch", float(epoch), last_step, when))
+        for _, schedule, interval in optimizers:
+            if interval == "epoch":
+                schedule.step()
+        if not alive.any():
+            break
+
+    # Test each member on its best weights (its current ones if it never improved).
+    with torch.no_grad():
+        for name, p in stack.params.items():
+            improved = torch.tensor([e >= 0 for e in best_epoch], device=device)
+            p.copy_(torch.where(improved.view(-1, *[1] * (p.dim() - 1)), best_params[name], p))
+    evaluate("test")
+    test_values = metrics["test"].compute()
+    confusion = metrics["test"].confusion() if task == "multiclass" else None
+    tested = {n: v.tolist() for n, v in test_values.items()}
+    best_host = best_value.tolist()
+    for step, values, when in step_losses:
+        for k, value in enumerate(values.tolist()):
+            epoch = float(step // steps_per_epoch)
+            outcomes[k].history += [
+                ("train/loss_step", value, step, when),
+                ("epoch", epoch, step, when),
+            ]
+    ended = _now_ms()
+    for k, member in enumerate(members):
+        outcome = outcomes[k]
+        outcome.history.append(("epoch", float(best_epoch[k]), global_step, ended))
+        outcome.metrics = {f"test/{n}": tested[n][k] for n in tested}
+        outcome.history += [(key, v, global_step, ended) for key, v in outcome.metrics.items()]
+        outcome.objective = best_host[k] if best_epoch[k] >= 0 else math.nan
+        outcome.confusion = confusion[k].cpu() if confusion is not None else None
+        if best_epoch[k] >= 0:
+            outcome.best_checkpoint = _save_checkpoint(
+                member, best_params, k, best_epoch[k], steps_per_epoch, output_dirs[order[k]]
+            )
+    return [outcomes[order.index(i)] for i in range(len(cfgs))]
+
+
+def _save_checkpoint(
+    member: _Member, best: dict[str, Tensor], k: int, epoch: int, steps: int, output_dir: Path
+) -> str:
+    """The member's best weights in the file a job alone would write: Lightning's
+    checkpoint layout (``state_dict`` of the training module: ``model.*``, ``loss.*``)."""
+    state = {f"model.{n}": t[k].detach().cpu().clone() for n, t in best.items()}
+    state.update(member.loss.state_dict(prefix="loss."))
+    global_step = (epoch + 1) * steps
+    folder = Path(output_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"epoch={epoch}-step={global_step}.ckpt"
+    torch.save(
+        {
+            "epoch": epoch,
+            "global_step": global_step,
+            "pytorch-lightning_version": L.__version__,
+            "state_dict": state,
+        },
+        path,
+    )
+    return str(path)
