@@ -71,7 +71,7 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
     for kind in ("data", "model", "loss", "optimizer"):
         spec = registry(kind).spec(cfg[kind].name)
         if not getattr(spec, "stackable", False):
-            return None, f"{kind}={cfg[kind].name} is not declared stackable"
+            return None, f"{kind}={cfg[kind].name} {_why_alone(spec)}"
     trainer = cfg.trainer
     unsupported = sorted(k for k, v in trainer.items() if k not in STACKED_TRAINER_KEYS and v)
     if unsupported:
@@ -92,6 +92,15 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
         shared.pop(key, None)
     shared["trainer"] = {k: v for k, v in shared["trainer"].items() if k not in _DISPLAY_ONLY}
     return json.dumps(shared, sort_keys=True, default=str), ""
+
+
+def _why_alone(spec: Any) -> str:
+    """What keeps a plugin out of stacks, from its capability flags."""
+    if getattr(spec, "needs_closure", False):
+        return "re-evaluates the loss in its step (closure)"
+    if getattr(spec, "matrix_params_only", False) or getattr(spec, "sparse_gradients", False):
+        return "sees whole tensors in its step"
+    return "is not declared stackable"
 
 
 @dataclass

@@ -70,6 +70,9 @@ class MemberOutcome:
     best_checkpoint: str | None = None
     confusion: Tensor | None = None  # [C, C] test counts (multiclass)
     error: Exception | None = None  # why the member failed (DivergedError…)
+    best_epoch: int = -1
+    weights: dict[str, Tensor] = field(default_factory=dict)  # the best, by parameter name
+    steps_per_epoch: int = 0
 
 
 @dataclass
@@ -88,25 +91,29 @@ def device_of(trainer: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member], Any]:
-    """Each job's own objects, built in the order ``train.run`` builds them, and the
-    data they share.
+def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member | Exception], Any]:
+    """Each job's own objects, built in the order ``train.run`` builds them (or the
+    error that stopped it: that job fails alone), and the data they share.
 
     The data module is built again for each member only when building it draws from
     torch's random generator (the model's initial weights would depend on it); the
     shipped datasets do not, so they are built once.
     """
-    members, data, draws = [], None, True
+    members: list[_Member | Exception] = []
+    data, draws = None, True
     for cfg in cfgs:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        if data is None or draws:
-            before = torch.random.get_rng_state()
-            data = build("data", cfg.data.name, plugin_values(cfg, "data"))
-            draws = not torch.equal(before, torch.random.get_rng_state())
-        model = build("model", cfg.model.name, plugin_values(cfg, "model"))
-        loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
-        # The loader's generator is seeded from torch.initial_seed(): this job's seed.
-        members.append(_Member(cfg, model, loss, data.train_index_loader()))
+        try:
+            L.seed_everything(cfg.seed, workers=True, verbose=False)
+            if data is None or draws:
+                before = torch.random.get_rng_state()
+                data = build("data", cfg.data.name, plugin_values(cfg, "data"))
+                draws = not torch.equal(before, torch.random.get_rng_state())
+            model = build("model", cfg.model.name, plugin_values(cfg, "model"))
+            loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
+            # The loader's generator is seeded from torch.initial_seed(): this job's seed.
+            members.append(_Member(cfg, model, loss, data.train_index_loader()))
+        except Exception as exc:
+            members.append(exc)
     return members, data
 
 
@@ -115,6 +122,8 @@ def member_bytes(cfg: DictConfig) -> int:
     to three optimizer states, and the activations of a training batch (kept for the
     backward pass, with their gradients)."""
     (member,), data = _build_members([cfg])
+    if isinstance(member, Exception):
+        raise member
     params = sum(p.numel() for p in member.model.parameters())
     activations = 0
 
@@ -233,34 +242,44 @@ class _Losses:
 
 def _optimizers(
     members: Sequence[_Member], stack: _Stack, steps_per_epoch: int
-) -> list[tuple[torch.optim.Optimizer, Any, str]]:
+) -> tuple[list[tuple[torch.optim.Optimizer, Any, str]], dict[int, Exception]]:
     """One optimizer (and schedule) per set of members with identical settings; its
-    parameters are the views of the runs of members in the set."""
+    parameters are the views of the runs of members in the set. Also the members
+    whose optimizer or schedule could not be built, with the error."""
     sets: dict[str, list[tuple[slice, int]]] = {}
     keys = [_key(m.cfg, "optimizer", "scheduler") for m in members]
     for run, first in _runs(keys):
         sets.setdefault(keys[first], []).append((run, first))
-    result = []
+    result, failed = [], {}
     for runs in sets.values():
-        cfg = members[runs[0][1]].cfg
-        values = plugin_values(cfg, "optimizer")
-        if "foreach" in values and values["foreach"] is None:
-            values["foreach"] = True  # one kernel per op for all views, not one per view
-        decay = values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
-        views = [view for run, _ in runs for view in stack.views(run)]
-        groups = parameter_groups(views, decay, leading=1)
-        optimizer = build("optimizer", cfg.optimizer.name, values, params=groups)
-        interval = registry("scheduler").spec(cfg.scheduler.name).interval
-        total = cfg.trainer.max_epochs * (1 if interval == "epoch" else steps_per_epoch)
-        schedule = build(
-            "scheduler",
-            cfg.scheduler.name,
-            plugin_values(cfg, "scheduler"),
-            optimizer=optimizer,
-            total_steps=int(total),
-        )
-        result.append((optimizer, schedule, interval))
-    return result
+        try:
+            result.append(_optimizer(members[runs[0][1]].cfg, stack, runs, steps_per_epoch))
+        except Exception as exc:  # e.g. torch refuses a combination of settings
+            failed.update({k: exc for run, _ in runs for k in range(run.start, run.stop)})
+    return result, failed
+
+
+def _optimizer(
+    cfg: DictConfig, stack: _Stack, runs: list[tuple[slice, int]], steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, Any, str]:
+    values = plugin_values(cfg, "optimizer")
+    if "foreach" in values and values["foreach"] is None:
+        values["foreach"] = True  # one kernel per op for all views, not one per view
+    decay = values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
+    views = [view for run, _ in runs for view in stack.views(run)]
+    optimizer = build(
+        "optimizer", cfg.optimizer.name, values, params=parameter_groups(views, decay, leading=1)
+    )
+    interval = registry("scheduler").spec(cfg.scheduler.name).interval
+    total = cfg.trainer.max_epochs * (1 if interval == "epoch" else steps_per_epoch)
+    schedule = build(
+        "scheduler",
+        cfg.scheduler.name,
+        plugin_values(cfg, "scheduler"),
+        optimizer=optimizer,
+        total_steps=int(total),
+    )
+    return optimizer, schedule, interval
 
 
 def _clip(stack: _Stack, max_norm: float) -> None:
@@ -281,6 +300,7 @@ def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list
     """Train the jobs ``cfgs`` as one stack; one outcome per job, in the same order.
 
     The jobs must share data, model and trainer settings (the launcher groups them).
+    A job whose plugins cannot be built fails alone, with its error.
     """
     started = _now_ms()
     # Members that share a loss, then an optimizer, sit next to each other in the stack.
@@ -288,151 +308,191 @@ def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list
         range(len(cfgs)),
         key=lambda i: (_key(cfgs[i], "loss"), _key(cfgs[i], "optimizer", "scheduler")),
     )
-    members, data = _build_members([cfgs[i] for i in order])
-    cfg = members[0].cfg
-    device = device_of(cfg.trainer)
-    task, num_outputs = data.task, data.num_outputs
-    splits = {s: (x.to(device), y.to(device)) for s, (x, y) in data.splits.items()}
-    stack = _Stack(members, device)
-    losses = _Losses(members, task)
-    k_all = len(members)
-    outcomes = [MemberOutcome(data.describe(), started) for _ in members]
+    built, data = _build_members([cfgs[i] for i in order])
+    outcomes: dict[int, MemberOutcome] = {}
+    stacked: list[tuple[int, _Member]] = []
+    for i, member in zip(order, built, strict=True):
+        if isinstance(member, Exception):
+            description = data.describe() if data is not None else {"name": cfgs[i].data.name}
+            outcomes[i] = MemberOutcome(description, started, error=member)
+        else:
+            stacked.append((i, member))
+    if stacked:
+        trained = _Training([m for _, m in stacked], data, started).run()
+        for (i, member), outcome in zip(stacked, trained, strict=True):
+            if outcome.error is None and outcome.best_epoch >= 0:
+                outcome.best_checkpoint = _save_checkpoint(member, outcome, output_dirs[i])
+            outcomes[i] = outcome
+    return [outcomes[i] for i in range(len(cfgs))]
 
-    steps_per_epoch = math.ceil(len(splits["train"][0]) / data.batch_size)
-    optimizers = _optimizers(members, stack, steps_per_epoch)
-    monitor, mode = monitor_of(cfg)
-    stage_of_monitor, metric_of_monitor = monitor.split("/", 1)
-    worst = -math.inf if mode == "max" else math.inf
-    best_value = torch.full((k_all,), worst, device=device)
-    best_epoch = [-1] * k_all
-    best_params = {n: p.detach().clone() for n, p in stack.params.items()}
-    alive = torch.ones(k_all, dtype=torch.bool, device=device)
-    every = int(cfg.trainer.log_every_n_steps)
-    clip = cfg.trainer.get("gradient_clip_val")
-    metrics = {
-        s: StackedMetrics(task, num_outputs, k_all, device) for s in ("train", "val", "test")
-    }
-    step_losses: list[tuple[int, Tensor, int]] = []
-    global_step = 0
 
-    def evaluate(stage: str) -> None:
-        x, y = splits[stage]
-        stack.base.eval()
-        with torch.no_grad():
-            for start in range(0, len(x), data.batch_size):
-                xb, yb = x[start : start + data.batch_size], y[start : start + data.batch_size]
-                values, judged = losses(stack(xb, shared=True), yb, shared=True)
-                metrics[stage].update(judged, yb, values)
+class _Training:
+    """One stack's training: epochs of steps, validation, checkpoint bookkeeping and
+    the divergence check, then the test pass on the best weights."""
 
-    def record(stage: str, step: int, when: int) -> dict[str, Tensor]:
-        values = metrics[stage].compute()
-        host = {name: v.tolist() for name, v in values.items()}
-        for k in range(k_all):
-            outcomes[k].history += [(f"{stage}/{n}", host[n][k], step, when) for n in host]
-        metrics[stage].reset()
-        return values
+    def __init__(self, members: list[_Member], data: Any, started: int) -> None:
+        cfg = members[0].cfg
+        self.members, self.data, self.cfg = members, data, cfg
+        self.device = device_of(cfg.trainer)
+        self.splits = {
+            s: (x.to(self.device), y.to(self.device)) for s, (x, y) in data.splits.items()
+        }
+        self.stack = _Stack(members, self.device)
+        self.losses = _Losses(members, data.task)
+        self.outcomes = [MemberOutcome(data.describe(), started) for _ in members]
+        self.steps_per_epoch = math.ceil(len(self.splits["train"][0]) / data.batch_size)
+        self.optimizers, failed = _optimizers(members, self.stack, self.steps_per_epoch)
+        k = len(members)
+        self.alive = torch.ones(k, dtype=torch.bool, device=self.device)
+        for index, error in failed.items():
+            self._fail(index, error)
+        self.monitor, self.mode = monitor_of(cfg)
+        self.worst = -math.inf if self.mode == "max" else math.inf
+        self.best_value = torch.full((k,), self.worst, device=self.device)
+        self.best_params = {n: p.detach().clone() for n, p in self.stack.params.items()}
+        self.metrics = {
+            s: StackedMetrics(data.task, data.num_outputs, k, self.device)
+            for s in ("train", "val", "test")
+        }
+        self.global_step = 0
 
-    for epoch in range(int(cfg.trainer.max_epochs)):
-        order_of = torch.stack([torch.cat(list(m.batches)) for m in members])
-        order_of = order_of.to(device)
+    def _fail(self, k: int, error: Exception) -> None:
+        """Member k failed: it records its error and stops updating; the others go on."""
+        self.outcomes[k].error = error
+        self.alive[k] = False
+        self.stack.freeze(k)
+
+    def run(self) -> list[MemberOutcome]:
+        every = int(self.cfg.trainer.log_every_n_steps)
+        step_losses: list[tuple[int, Tensor, int]] = []
+        for epoch in range(int(self.cfg.trainer.max_epochs)):
+            self._train_epoch(every, step_losses)
+            self._end_epoch(epoch)
+            if not self.alive.any():
+                break
+        for step, values, when in step_losses:
+            epoch = float(step // self.steps_per_epoch)
+            for k, value in enumerate(values.tolist()):
+                self.outcomes[k].history += [
+                    ("train/loss_step", value, step, when),
+                    ("epoch", epoch, step, when),
+                ]
+        self._test()
+        return self.outcomes
+
+    def _train_epoch(self, every: int, step_losses: list) -> None:
+        """One epoch of steps; each member's batches in its own job's order."""
+        stack, batch = self.stack, self.data.batch_size
+        x_all, y_all = self.splits["train"]
+        orders = torch.stack([torch.cat(list(m.batches)) for m in self.members])
+        orders = orders.to(self.device)
+        clip = self.cfg.trainer.get("gradient_clip_val")
         stack.base.train()
-        for start in range(0, order_of.shape[1], data.batch_size):
-            index = order_of[:, start : start + data.batch_size]
-            x, y = splits["train"][0][index], splits["train"][1][index]
-            values, judged = losses(stack(x, shared=False), y, shared=False)
-            values.sum().backward()
+        for start in range(0, orders.shape[1], batch):
+            index = orders[:, start : start + batch]
+            x, y = x_all[index], y_all[index]
+            values, judged = self.losses(stack(x, shared=False), y, shared=False)
+            values.sum().backward()  # each member's gradient is its own
             if clip:
                 _clip(stack, float(clip))
-            for optimizer, schedule, interval in optimizers:
+            for optimizer, schedule, interval in self.optimizers:
                 optimizer.step()
                 if interval == "step":
                     schedule.step()
             stack.restore_frozen()
             stack.zero_grad()
-            metrics["train"].update(judged.detach(), y, values.detach())
-            if every > 0 and (global_step + 1) % every == 0:
-                step_losses.append((global_step, values.detach().clone(), _now_ms()))
-            global_step += 1
-        last_step, when = global_step - 1, _now_ms()
-        # As Lightning: validation and checkpoint first, then the training epoch's end.
-        evaluate("val")
-        epoch_values = {
-            "val": record("val", last_step, when),
-            "train": record("train", last_step, when),
+            self.metrics["train"].update(judged.detach(), y, values.detach())
+            if every > 0 and (self.global_step + 1) % every == 0:
+                step_losses.append((self.global_step, values.detach().clone(), _now_ms()))
+            self.global_step += 1
+
+    def _evaluate(self, stage: str) -> None:
+        x, y = self.splits[stage]
+        batch = self.data.batch_size
+        self.stack.base.eval()
+        with torch.no_grad():
+            for start in range(0, len(x), batch):
+                xb, yb = x[start : start + batch], y[start : start + batch]
+                values, judged = self.losses(self.stack(xb, shared=True), yb, shared=True)
+                self.metrics[stage].update(judged, yb, values)
+
+    def _record(self, stage: str, step: int, when: int) -> dict[str, Tensor]:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        host = {name: v.tolist() for name, v in values.items()}
+        for k, outcome in enumerate(self.outcomes):
+            outcome.history += [(f"{stage}/{n}", host[n][k], step, when) for n in host]
+        return values
+
+    def _end_epoch(self, epoch: int) -> None:
+        """As Lightning's loop: validation and the best checkpoint first, then the
+        training epoch's end (the divergence check), then epoch schedules."""
+        step, when = self.global_step - 1, _now_ms()
+        self._evaluate("val")
+        values = {
+            "val": self._record("val", step, when),
+            "train": self._record("train", step, when),
         }
-        current = epoch_values[stage_of_monitor][metric_of_monitor]
-        current = torch.nan_to_num(current, nan=worst)
-        better = current > best_value if mode == "max" else current < best_value
-        better &= alive
-        best_value = torch.where(better, current, best_value)
-        for name, p in stack.params.items():
+        stage, metric = self.monitor.split("/", 1)
+        current = torch.nan_to_num(values[stage][metric], nan=self.worst)
+        better = current > self.best_value if self.mode == "max" else current < self.best_value
+        better &= self.alive
+        self.best_value = torch.where(better, current, self.best_value)
+        for name, p in self.stack.params.items():
             mask = better.view(-1, *[1] * (p.dim() - 1))
-            best_params[name] = torch.where(mask, p.detach(), best_params[name])
+            self.best_params[name] = torch.where(mask, p.detach(), self.best_params[name])
         for k in better.nonzero().flatten().tolist():
-            best_epoch[k] = epoch
-        train_loss = epoch_values["train"]["loss"]
-        for k in (alive & ~torch.isfinite(train_loss)).nonzero().flatten().tolist():
-            outcomes[k].error = diverged(epoch)
-            alive[k] = False
-            stack.freeze(k)  # it stops updating; the others go on
-        for k in range(k_all):
-            outcomes[k].history.append(("epoch", float(epoch), last_step, when))
-        for _, schedule, interval in optimizers:
+            self.outcomes[k].best_epoch = epoch
+        finite = torch.isfinite(values["train"]["loss"])
+        for k in (self.alive & ~finite).nonzero().flatten().tolist():
+            self._fail(k, diverged(epoch))
+        for outcome in self.outcomes:
+            outcome.history.append(("epoch", float(epoch), step, when))
+        for _, schedule, interval in self.optimizers:
             if interval == "epoch":
                 schedule.step()
-        if not alive.any():
-            break
 
-    # Test each member on its best weights (its current ones if it never improved).
-    with torch.no_grad():
-        for name, p in stack.params.items():
-            improved = torch.tensor([e >= 0 for e in best_epoch], device=device)
-            p.copy_(torch.where(improved.view(-1, *[1] * (p.dim() - 1)), best_params[name], p))
-    evaluate("test")
-    test_values = metrics["test"].compute()
-    confusion = metrics["test"].confusion() if task == "multiclass" else None
-    tested = {n: v.tolist() for n, v in test_values.items()}
-    best_host = best_value.tolist()
-    for step, values, when in step_losses:
-        for k, value in enumerate(values.tolist()):
-            epoch = float(step // steps_per_epoch)
-            outcomes[k].history += [
-                ("train/loss_step", value, step, when),
-                ("epoch", epoch, step, when),
-            ]
-    ended = _now_ms()
-    for k, member in enumerate(members):
-        outcome = outcomes[k]
-        outcome.history.append(("epoch", float(best_epoch[k]), global_step, ended))
-        outcome.metrics = {f"test/{n}": tested[n][k] for n in tested}
-        outcome.history += [(key, v, global_step, ended) for key, v in outcome.metrics.items()]
-        outcome.objective = best_host[k] if best_epoch[k] >= 0 else math.nan
-        outcome.confusion = confusion[k].cpu() if confusion is not None else None
-        if best_epoch[k] >= 0:
-            outcome.best_checkpoint = _save_checkpoint(
-                member, best_params, k, best_epoch[k], steps_per_epoch, output_dirs[order[k]]
-            )
-    return [outcomes[order.index(i)] for i in range(len(cfgs))]
+    def _test(self) -> None:
+        """Each member's test metrics on its best weights (its last ones if it never
+        improved), logged at the last step as Lightning does."""
+        improved = torch.tensor([o.best_epoch >= 0 for o in self.outcomes], device=self.device)
+        with torch.no_grad():
+            for name, p in self.stack.params.items():
+                mask = improved.view(-1, *[1] * (p.dim() - 1))
+                p.copy_(torch.where(mask, self.best_params[name], p))
+        self._evaluate("test")
+        tested = {n: v.tolist() for n, v in self.metrics["test"].compute().items()}
+        confusion = self.metrics["test"].confusion() if self.data.task == "multiclass" else None
+        best = self.best_value.tolist()
+        ended = _now_ms()
+        for k, outcome in enumerate(self.outcomes):
+            if outcome.error is not None:  # a failed job is not tested
+                continue
+            outcome.metrics = {f"test/{n}": tested[n][k] for n in tested}
+            # Lightning logs the epoch of the restored best checkpoint with the test.
+            tested_at = [*outcome.metrics.items(), ("epoch", float(outcome.best_epoch))]
+            outcome.history += [(key, v, self.global_step, ended) for key, v in tested_at]
+            outcome.objective = best[k] if outcome.best_epoch >= 0 else math.nan
+            outcome.confusion = confusion[k].cpu() if confusion is not None else None
+            outcome.weights = {n: t[k].detach().cpu() for n, t in self.best_params.items()}
+            outcome.steps_per_epoch = self.steps_per_epoch
 
 
-def _save_checkpoint(
-    member: _Member, best: dict[str, Tensor], k: int, epoch: int, steps: int, output_dir: Path
-) -> str:
+def _save_checkpoint(member: _Member, outcome: MemberOutcome, output_dir: Path) -> str:
     """The member's best weights in the file a job alone would write: Lightning's
     checkpoint layout (``state_dict`` of the training module: ``model.*``, ``loss.*``)."""
-    state = {f"model.{n}": t[k].detach().cpu().clone() for n, t in best.items()}
+    state = {f"model.{n}": t.clone() for n, t in outcome.weights.items()}
     state.update(member.loss.state_dict(prefix="loss."))
-    global_step = (epoch + 1) * steps
+    epoch = outcome.best_epoch
+    global_step = (epoch + 1) * outcome.steps_per_epoch
     folder = Path(output_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"epoch={epoch}-step={global_step}.ckpt"
-    torch.save(
-        {
-            "epoch": epoch,
-            "global_step": global_step,
-            "pytorch-lightning_version": L.__version__,
-            "state_dict": state,
-        },
-        path,
-    )
+    checkpoint = {
+        "epoch": epoch,
+        "global_step": global_step,
+        "pytorch-lightning_version": L.__version__,
+        "state_dict": state,
+    }
+    torch.save(checkpoint, path)
     return str(path)

@@ -1,0 +1,248 @@
+"""The vectorized launcher: which jobs share a stack, what the terminal says about it,
+and, end to end, that a stacked member is recorded exactly as a job of the basic
+launcher is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from lossopt.core.app import compose
+from lossopt.core.errors import LossoptError
+from lossopt.core.launcher import StackingLauncher, _chunks, _describe, stack_key
+
+QUIET = ["tracking=none", "trainer.enable_progress_bar=false"]
+
+
+def _key(*overrides: str) -> tuple[str | None, str]:
+    return stack_key(compose([*QUIET, *overrides]))
+
+
+def test_loss_optimizer_schedule_and_seed_may_differ_within_a_stack():
+    first, _ = _key("loss=cross_entropy", "optimizer=sgd", "seed=0")
+    others = [
+        _key("loss=focal", "optimizer=adamw", "optimizer.lr=0.3", "seed=1"),
+        _key(
+            "loss=mse", "optimizer=rmsprop", "scheduler=cosine", "trainer.enable_progress_bar=true"
+        ),
+    ]
+    assert first is not None
+    assert all(key == first for key, _ in others)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["optimizer=lbfgs"], "optimizer=lbfgs re-evaluates the loss"),
+        (["optimizer=muon", "model.bias=false"], "optimizer=muon sees whole tensors"),
+        (["optimizer=adafactor"], "optimizer=adafactor is not declared stackable"),
+        (["model=resnet18"], "model=resnet18 is not declared stackable"),
+        (["loss=adaptive_log_softmax"], "loss=adaptive_log_softmax is not declared stackable"),
+        (["trainer.devices=2", "trainer.strategy=ddp"], "several devices"),
+        (["trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed"),
+        (["+trainer.limit_train_batches=5"], "trainer.limit_train_batches is not implemented"),
+        (["loss=focal", "data=diabetes"], "refused"),
+    ],
+)
+def test_jobs_that_cannot_stack_run_alone_and_say_why(overrides, reason):
+    key, why = _key(*overrides)
+    assert key is None
+    assert reason in why
+
+
+def test_other_data_model_or_trainer_settings_make_another_stack():
+    base, _ = _key()
+    for overrides in (["data.batch_size=32"], ["model.hidden=[64]"], ["trainer.max_epochs=3"]):
+        key, _ = _key(*overrides)
+        assert key is not None and key != base, overrides
+
+
+def test_a_third_party_optimizer_stacks_when_its_spec_says_so(fake_dist):
+    module = textwrap.dedent(
+        """
+        import torch
+        from lossopt.core.specs import OptimizerSpec
+
+        class Sign(torch.optim.SGD):
+            pass
+
+        sign = OptimizerSpec(Sign, stackable=True)
+        plain = Sign
+        """
+    )
+    fake_dist(
+        "lossopt-sign",
+        {"lossopt.optimizers": {"sign": "sign_opt:sign", "plainsign": "sign_opt:plain"}},
+        {"sign_opt": module},
+    )
+    assert _key("optimizer=sign", "optimizer.lr=0.1")[0] == _key()[0]
+    assert "not declared stackable" in _key("optimizer=plainsign", "optimizer.lr=0.1")[1]
+
+
+def test_the_terminal_says_how_jobs_were_grouped():
+    jobs = list(range(10))
+    text = _describe([jobs[:6], jobs[6:8]], [(8, "optimizer=lbfgs re-evaluates")], 1)
+    assert text == (
+        "10 jobs: 2 stacked groups of 6, 2, 1 alone (optimizer=lbfgs re-evaluates), "
+        "1 finished earlier (skipped)"
+    )
+
+
+def test_groups_are_split_into_near_equal_chunks():
+    assert [len(c) for c in _chunks(list(range(10)), 4)] == [4, 4, 2]
+    assert [len(c) for c in _chunks(list(range(72)), 1000)] == [72]
+    assert [len(c) for c in _chunks(list(range(5)), 1)] == [1] * 5
+
+
+def test_max_members_must_be_positive():
+    with pytest.raises(LossoptError, match="max_members=0"):
+        StackingLauncher(max_members=0)
+
+
+# --- end to end ---------------------------------------------------------------------
+
+SHORT = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+CALLBACK = """
+from pathlib import Path
+from hydra.experimental.callback import Callback
+
+class Probe(Callback):
+    def on_job_start(self, config, **kwargs):
+        Path("events.txt").open("a").write(f"start {config.hydra.job.num}\\n")
+
+    def on_job_end(self, config, job_return, **kwargs):
+        Path("events.txt").open("a").write(f"end {config.hydra.job.num} {job_return.status}\\n")
+"""
+
+
+def _lossopt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(cwd)}
+    command = [sys.executable, "-m", "lossopt.core.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def _children(cwd: Path, experiment: str) -> dict[tuple, object]:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    params = ("loss.name", "optimizer.name", "seed")
+    return {tuple(r.data.params[p] for p in params): r for r in children}
+
+
+@pytest.mark.slow
+def test_a_stacked_member_is_recorded_like_a_job_of_the_basic_launcher(tmp_path):
+    (tmp_path / "probe_callback.py").write_text(CALLBACK)
+    sweep = [
+        "loss=cross_entropy,nll",
+        "seed=0,1",
+        *SHORT,
+        "+hydra.callbacks.probe._target_=probe_callback.Probe",
+    ]
+    basic = _lossopt(
+        "train", "-m", *sweep, "hydra/launcher=basic", "tracking.experiment=basic", cwd=tmp_path
+    )
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    (tmp_path / "events.txt").rename(tmp_path / "basic-events.txt")
+    stacked = _lossopt("train", "-m", *sweep, "tracking.experiment=stacked", cwd=tmp_path)
+    assert stacked.returncode == 0, stacked.stderr[-3000:]
+    assert "4 jobs: 1 stacked group of 4" in stacked.stdout
+
+    # Hydra's callbacks see every member as a job, started and ended.
+    events = sorted((tmp_path / "events.txt").read_text().splitlines())
+    assert events == sorted((tmp_path / "basic-events.txt").read_text().splitlines())
+    assert len(events) == 8 and all("COMPLETED" in e for e in events if e.startswith("end"))
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    alone, members = _children(tmp_path, "basic"), _children(tmp_path, "stacked")
+    assert set(alone) == set(members) and len(members) == 4
+    for key, job in alone.items():
+        member = members[key]
+        assert member.info.status == job.info.status == "FINISHED"
+        assert member.info.run_name == job.info.run_name
+        assert member.data.params == job.data.params
+        assert set(member.data.tags) == set(job.data.tags)
+        assert member.data.tags["lossopt.fingerprint"] == job.data.tags["lossopt.fingerprint"]
+        assert set(member.data.metrics) == set(job.data.metrics)
+        for metric in member.data.metrics:
+            steps = [m.step for m in client.get_metric_history(job.info.run_id, metric)]
+            got = [m.step for m in client.get_metric_history(member.info.run_id, metric)]
+            assert sorted(set(got)) == sorted(set(steps)), metric
+        assert member.data.metrics["val/loss"] == pytest.approx(
+            job.data.metrics["val/loss"], rel=2e-3
+        )
+        artifacts = {a.path for a in client.list_artifacts(member.info.run_id)}
+        assert artifacts == {a.path for a in client.list_artifacts(job.info.run_id)}
+        (dataset,) = member.inputs.dataset_inputs
+        assert dataset.dataset.digest == job.inputs.dataset_inputs[0].dataset.digest
+
+    # Each member has its job folder, with Hydra's files and its best checkpoint.
+    (sweep_dir,) = [
+        d
+        for d in (tmp_path / "multirun").glob("*/*")
+        if "tracking.experiment=stacked" in (d / "multirun.yaml").read_text()
+    ]
+    for job in range(4):
+        folder = sweep_dir / str(job)
+        assert {p.name for p in (folder / ".hydra").iterdir()} == {
+            "config.yaml",
+            "hydra.yaml",
+            "overrides.yaml",
+        }
+        (checkpoint,) = (folder / "checkpoints").glob("epoch=*-step=*.ckpt")
+        assert torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_a_sweep_mixing_lbfgs_and_adam_stacks_adam_and_finishes_all(tmp_path):
+    result = _lossopt("train", "-m", "optimizer=lbfgs,adam", "seed=0,1", *SHORT, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 jobs: 1 stacked group of 2, 2 alone (2: optimizer=lbfgs re-evaluates" in result.stdout
+    children = _children(tmp_path, "lossopt")
+    assert sorted(r.info.status for r in children.values()) == ["FINISHED"] * 4
+
+
+@pytest.mark.slow
+def test_a_sweep_resumes_across_launchers_and_chunks_give_the_same_results(tmp_path):
+    sweep = ["optimizer=sgd,adamw", "seed=0,1", *SHORT]
+    basic = _lossopt("train", "-m", *sweep, "hydra/launcher=basic", cwd=tmp_path)
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    again = _lossopt("train", "-m", *sweep, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 jobs: 4 finished earlier (skipped)" in again.stdout
+    assert again.stdout.count("already FINISHED") == 4
+
+    # Forced into chunks of 3, a fresh stacked sweep records what the basic one did.
+    chunked = _lossopt(
+        "train",
+        "-m",
+        *sweep,
+        "hydra.launcher.max_members=3",
+        "tracking.experiment=chunked",
+        cwd=tmp_path,
+    )
+    assert chunked.returncode == 0, chunked.stderr[-3000:]
+    assert "in 2 chunks of at most 2 members" in chunked.stdout
+    back = _lossopt(
+        "train", "-m", *sweep, "hydra/launcher=basic", "tracking.experiment=chunked", cwd=tmp_path
+    )
+    assert back.stdout.count("already FINISHED") == 4  # and the reverse direction
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {
+        name: {
+            (r.data.params["optimizer.name"], r.data.params["seed"]): r.data.metrics["val/loss"]
+            for r in client.search_runs([client.get_experiment_by_name(name).experiment_id])
+            if "mlflow.parentRunId" in r.data.tags
+        }
+        for name in ("lossopt", "chunked")
+    }
+    assert runs["lossopt"].keys() == runs["chunked"].keys() and len(runs["lossopt"]) == 4
+    for key, value in runs["lossopt"].items():
+        assert runs["chunked"][key] == pytest.approx(value, rel=2e-3), key
