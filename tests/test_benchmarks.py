@@ -57,3 +57,42 @@ def test_startup_benchmark_times_both_variants_of_the_real_command(tmp_path: Pat
     assert (float(row[1]), float(row[2])) == (collecting, shipped)
     assert float(row[3]) == pytest.approx(shipped / collecting, abs=0.002)
     assert not list(tmp_path.iterdir())  # its runs live in a temporary folder
+
+
+@pytest.mark.slow
+def test_sweep_throughput_benchmark_runs_the_same_jobs_in_all_three_runners(tmp_path: Path):
+    out = _benchmark("sweep_throughput.py", "--workload", "tiny", cwd=tmp_path)
+
+    # Same seed, data, order, loss contract, optimizer and lr: the hand-written script
+    # (a), lossopt's basic launcher (b) and its default launcher (c) reach the same best
+    # validation accuracy on every job (a different lr in (a) would not).
+    jobs = re.findall(
+        r"^   job (\w+) (\w+) ([\d.e-]+) (\d+): a ([\d.]+)  b ([\d.]+)  c ([\d.]+)", out, re.M
+    )
+    assert {job[:4] for job in jobs} == {
+        (loss, optimizer, "0.01", "0")
+        for loss in ("cross_entropy", "mse")
+        for optimizer in ("sgd", "adamw")
+    }, out
+    for job in jobs:
+        a, b, c = (float(v) for v in job[4:])
+        assert max(a, b, c) - min(a, b, c) <= 0.01, job
+    assert max(float(job[5]) for job in jobs) > 0.5  # adamw learns in 2 epochs
+    assert "launchers b BasicLauncher" in out
+
+    row = re.search(r"^\| tiny \| 4 x 2 \|(.*)\|$", out, re.M)
+    assert row, out
+    cells = [c.strip() for c in row.group(1).split("|")]
+    wall_a, wall_b, wall_c, per_h_a, per_h_b, per_h_c = (float(c) for c in cells[:6])
+    c_a, paired_c_a, c_b, paired_c_b = (float(c) for c in cells[6:10])
+    assert min(wall_a, wall_b, wall_c) > 0
+    for wall, per_hour in ((wall_a, per_h_a), (wall_b, per_h_b), (wall_c, per_h_c)):
+        assert per_hour == pytest.approx(4 * 3600 / wall, abs=1)
+    assert c_a == pytest.approx(wall_c / wall_a, rel=0.005)
+    assert c_b == pytest.approx(wall_c / wall_b, rel=0.005)
+    assert (paired_c_a, paired_c_b) == pytest.approx((c_a, c_b), abs=0.002)  # one repetition
+    for agreement in cells[10:13]:
+        share, gap = re.fullmatch(r"(\d+)% \(([\d.]+)\)", agreement).groups()
+        assert share == "100" and float(gap) <= 0.01, agreement
+    assert "- tiny: no target" in out
+    assert not list(tmp_path.iterdir())  # its runs live in a temporary folder
