@@ -21,9 +21,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,7 @@ class StackingLauncher:
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        _compose_once(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         from hydra.core.utils import configure_log, setup_globals
@@ -169,6 +172,7 @@ class StackingLauncher:
         groups, alone, skipped = self._plan(jobs)
         console.print(_describe(groups, alone, len(skipped)))
         returns: dict[int, Any] = {}
+        self.hydra_context.config_loader.composed.clear()
         for group in groups:
             for chunk in self._split(group):
                 self._train(chunk, returns)
@@ -235,6 +239,7 @@ class StackingLauncher:
 
     def _train(self, chunk: list[_Job], returns: dict[int, Any]) -> None:
         from lossopt.core.app import member_task
+        from lossopt.core.plots import save_confusion
         from lossopt.core.stacked import train_stack
 
         start = time.perf_counter()
@@ -251,8 +256,18 @@ class StackingLauncher:
         console.print(
             f"trained {len(chunk)} jobs as one stack in {time.perf_counter() - start:.1f} s"
         )
-        for job, outcome in zip(chunk, outcomes, strict=True):
-            returns[job.index] = self._run(job, member_task(outcome))
+        # Drawing a confusion matrix takes as long as the rest of a member's record
+        # (~70 ms): a worker process draws them while this one records the members.
+        with _drawing_pool() as pool:
+            for job, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.confusion is not None and outcome.error is None:
+                    png = job.output_dir / "confusion_matrix.png"
+                    job.output_dir.mkdir(parents=True, exist_ok=True)
+                    outcome.confusion_png = pool.submit(
+                        save_confusion, outcome.confusion.numpy(), png
+                    )
+            for job, outcome in zip(chunk, outcomes, strict=True):
+                returns[job.index] = self._run(job, member_task(outcome))
 
     def _run(self, job: _Job, task_function: Any) -> Any:
         from hydra.core.utils import configure_log, run_job
@@ -267,6 +282,31 @@ class StackingLauncher:
         )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return result
+
+
+def _drawing_pool() -> ProcessPoolExecutor:
+    """One worker process, started fresh (``spawn``: no copy of this process's threads
+    or CUDA state), that imports only what drawing needs."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _compose_once(loader: Any) -> None:
+    """Hydra's sweeper composes every job's config to check the batch, and the launcher
+    composes it again (~40 ms a job, a few seconds of a 72-job sweep): the launcher
+    takes the config the check composed. A config is handed out once more at most."""
+    if hasattr(loader, "composed"):
+        return
+    compose = loader.load_sweep_config
+    loader.composed = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = tuple(sweep_overrides)
+        if key in loader.composed:
+            return loader.composed.pop(key)
+        loader.composed[key] = compose(master_config, sweep_overrides)
+        return loader.composed[key]
+
+    loader.load_sweep_config = load_sweep_config
 
 
 def _finished_fingerprints(config: DictConfig) -> set[str]:

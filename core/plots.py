@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: figures are written to files and MLflow
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-if TYPE_CHECKING:  # the report draws figures without importing torch
-    from torch import Tensor
-
-__all__ = ["confusion_figure", "curves_figure", "lr_sensitivity_figure"]
+__all__ = [
+    "confusion_figure",
+    "curves_figure",
+    "lr_sensitivity_figure",
+    "save_confusion",
+]
 
 # (x, mean, std) per point; std is None where a single seed gives no spread.
 Point = tuple[float, float, float | None]
 
 
-def confusion_figure(matrix: Tensor, title: str = "Test confusion matrix"):
-    """Counts per (true, predicted) class, with the count in each cell."""
-    counts = matrix.cpu().numpy()
+def confusion_figure(matrix, title: str = "Test confusion matrix") -> Figure:
+    """Counts per (true, predicted) class, with the count in each cell.
+
+    ``matrix``: [C, C] counts (a tensor or an array). A bare ``Figure`` (not pyplot's):
+    nothing to close, and it can be drawn in another process.
+    """
+    counts = matrix.cpu().numpy() if hasattr(matrix, "cpu") else np.asarray(matrix)
     n = counts.shape[0]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n), dpi=100)
+    fig = Figure(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n), dpi=100)
+    ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues")
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     ax.set_xticks(range(n))
@@ -39,6 +48,13 @@ def confusion_figure(matrix: Tensor, title: str = "Test confusion matrix"):
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def save_confusion(matrix, path: str | Path) -> str:
+    """``confusion_figure(matrix)`` written as a PNG file; returns its path. A function
+    of plain arrays, so that a worker process can draw it (see ``core.launcher``)."""
+    confusion_figure(matrix).savefig(path)
+    return str(path)
 
 
 def _colors(n: int) -> list:

@@ -35,6 +35,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class MemberOutcome:
     metrics: dict[str, float] = field(default_factory=dict)  # test metrics
     best_checkpoint: str | None = None
     confusion: Tensor | None = None  # [C, C] test counts (multiclass)
+    confusion_png: Future | None = None  # its picture, being drawn (the launcher's)
     error: Exception | None = None  # why the member failed (DivergedError…)
     best_epoch: int = -1
     weights: dict[str, Tensor] = field(default_factory=dict)  # the best, by parameter name

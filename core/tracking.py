@@ -105,11 +105,27 @@ def git_commit(path: str | os.PathLike = ".") -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.cache  # one per store and process: making one costs ~50 ms (store, schema check)
 def open_client(uri: str):
-    """A client on ``uri``; for SQLite this creates the schema on first use."""
+    """A client on ``uri``; for SQLite this creates the schema on first use.
+
+    A SQLite store is switched to write-ahead logging (a setting kept in the file):
+    a commit then syncs the disk once instead of three times (a run's record takes
+    40 instead of 100 ms here), and the MLflow UI reads while a sweep writes.
+    """
     from mlflow import MlflowClient
 
+    if uri.startswith(_SQLITE):
+        import sqlite3
+
+        path = Path(uri.removeprefix(_SQLITE))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=20)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
     return MlflowClient(tracking_uri=uri)
+
+
+_SQLITE = "sqlite:///"
 
 
 def experiment_id(client, name: str) -> str:

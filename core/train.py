@@ -127,7 +127,7 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lossopt.core._startup_heap import settle
-    from lossopt.core.tracking import source_tags, tracked_run
+    from lossopt.core.tracking import is_rank_zero, source_tags, tracked_run
 
     # 1. Track: the run exists before anything else happens, and always ends with a
     # terminal status, so even a config error in a sweep's job is a FAILED run.
@@ -166,20 +166,25 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
         score = checkpoint.best_model_score
         objective = float(score) if score is not None else math.nan
-        confusion = module.confusion.compute() if module.confusion is not None else None
+        confusion = None
+        if module.confusion is not None and is_rank_zero():
+            from lossopt.core.plots import save_confusion
+
+            png = Path(output_dir) / "confusion_matrix.png"
+            confusion = save_confusion(module.confusion.compute().cpu().numpy(), png)
         # 5. Summarize into the run.
         _summarize(tracked, cfg, monitor, objective, confusion, best)
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
 
 
-def _summarize(tracked, cfg: DictConfig, monitor: str, objective: float, confusion, best) -> None:
+def _summarize(
+    tracked, cfg: DictConfig, monitor: str, objective: float, confusion: str | None, best
+) -> None:
     """What a job adds to its run once trained: the best monitored value, the test
-    confusion matrix, the best checkpoint when asked."""
+    confusion matrix (a PNG file), the best checkpoint when asked."""
     tracked.log_metrics({f"best_{monitor}": objective})
     if confusion is not None:
-        from lossopt.core.plots import confusion_figure
-
-        tracked.log_figure(confusion_figure(confusion), "confusion_matrix.png")
+        tracked.log_artifact(confusion)
     if best and cfg.log_checkpoint:
         tracked.log_artifact(best, "checkpoints")
 
@@ -200,9 +205,9 @@ def record(
         tracked.log_history(outcome.history)
         if outcome.error is not None:
             raise outcome.error
-        _summarize(
-            tracked, cfg, monitor, outcome.objective, outcome.confusion, outcome.best_checkpoint
-        )
+        # Drawn by the launcher's worker process while the members before were recorded.
+        png = outcome.confusion_png.result() if outcome.confusion_png is not None else None
+        _summarize(tracked, cfg, monitor, outcome.objective, png, outcome.best_checkpoint)
     return RunResult(
         outcome.objective,
         monitor,
