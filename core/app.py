@@ -215,9 +215,10 @@ def _sweep_job(
     if member is None:
         _print_summary(result)
     else:  # a stack's members finish together: one line each
+        run = f", run {result.run_id}" if result.run_id else ""
         console.print(
             f"job {job} [green]finished[/] ({run_name_of(cfg)}): best {result.monitor} "
-            f"{result.objective:.4f}, run {result.run_id}"
+            f"{result.objective:.4f}{run}"
         )
     write_result(
         results,

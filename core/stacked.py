@@ -30,11 +30,9 @@ through the same code a job run alone uses (``train.record``).
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +42,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 
-from lossopt.core.adapter import adapt, contract_for, scores
+from lossopt.core._stack import Losses, Stack, clip_per_member, config_key, optimizers_for
 from lossopt.core.configs import build, plugin_values
-from lossopt.core.module import diverged, parameter_groups
-from lossopt.core.registry import registry
+from lossopt.core.module import diverged
 from lossopt.core.stacked_metrics import StackedMetrics
 from lossopt.core.train import _loss_values, monitor_of
 
@@ -78,7 +74,7 @@ class MemberOutcome:
 
 
 @dataclass
-class _Member:
+class Member:
     cfg: DictConfig
     model: nn.Module
     loss: nn.Module
@@ -93,7 +89,7 @@ def device_of(trainer: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member | Exception], Any]:
+def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[Member | Exception], Any]:
     """Each job's own objects, built in the order ``train.run`` builds them (or the
     error that stopped it: that job fails alone), and the data they share.
 
@@ -101,7 +97,7 @@ def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member | Exception
     torch's random generator (the model's initial weights would depend on it); the
     shipped datasets do not, so they are built once.
     """
-    members: list[_Member | Exception] = []
+    members: list[Member | Exception] = []
     data, draws = None, True
     for cfg in cfgs:
         try:
@@ -113,7 +109,7 @@ def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[_Member | Exception
             model = build("model", cfg.model.name, plugin_values(cfg, "model"))
             loss = build("loss", cfg.loss.name, _loss_values(cfg, data))
             # The loader's generator is seeded from torch.initial_seed(): this job's seed.
-            members.append(_Member(cfg, model, loss, data.train_index_loader()))
+            members.append(Member(cfg, model, loss, data.train_index_loader()))
         except Exception as exc:
             members.append(exc)
     return members, data
@@ -154,146 +150,6 @@ def free_bytes(device: torch.device) -> int:
     return 8 << 30
 
 
-def _key(cfg: DictConfig, *kinds: str) -> str:
-    return json.dumps([[cfg[k].name, plugin_values(cfg, k)] for k in kinds], sort_keys=True)
-
-
-def _runs(keys: Sequence[str]) -> list[tuple[slice, int]]:
-    """Contiguous runs of equal keys: (members, index of the run's first member)."""
-    runs, start = [], 0
-    for end in range(1, len(keys) + 1):
-        if end == len(keys) or keys[end] != keys[start]:
-            runs.append((slice(start, end), start))
-            start = end
-    return runs
-
-
-class _Stack:
-    """The members' parameters stacked, and one vectorized forward over them."""
-
-    def __init__(self, members: Sequence[_Member], device: torch.device) -> None:
-        params, buffers = stack_module_state([m.model for m in members])
-        self.params = {n: p.detach().to(device).requires_grad_() for n, p in params.items()}
-        self.buffers = {n: b.to(device) for n, b in buffers.items()}
-        self.base = copy.deepcopy(members[0].model).to("meta")
-        for p in self.params.values():
-            p.grad = torch.zeros_like(p)  # kept and zeroed in place: views alias it
-        self.frozen: dict[int, dict[str, Tensor]] = {}
-
-        def call(params: dict, buffers: dict, x: Tensor) -> Tensor:
-            return functional_call(self.base, (params, buffers), (x,))
-
-        # Dropout draws its own mask for every member.
-        self._own_inputs = vmap(call, in_dims=(0, 0, 0), randomness="different")
-        self._shared_inputs = vmap(call, in_dims=(0, 0, None), randomness="different")
-
-    def __call__(self, x: Tensor, shared: bool) -> Tensor:
-        """x: [K, B, ...] (each member its own batch) or [B, ...] (shared) → [K, B, C]."""
-        forward = self._shared_inputs if shared else self._own_inputs
-        return forward(self.params, self.buffers, x)
-
-    def views(self, members: slice) -> list[Tensor]:
-        """The parameters of a run of members as views into the stacked tensors, with
-        gradients that are views into the stacked gradients: what optimizers step."""
-        views = []
-        for p in self.params.values():
-            view = p.detach()[members]
-            view.grad = p.grad[members]
-            views.append(view)
-        return views
-
-    def zero_grad(self) -> None:
-        for p in self.params.values():
-            p.grad.zero_()
-
-    def freeze(self, k: int) -> None:
-        """Member k keeps its current weights from now on."""
-        self.frozen[k] = {n: p.detach()[k].clone() for n, p in self.params.items()}
-
-    def restore_frozen(self) -> None:
-        with torch.no_grad():
-            for k, weights in self.frozen.items():
-                for name, p in self.params.items():
-                    p[k] = weights[name]
-
-
-class _Losses:
-    """Each member's loss, computed per run of members that share a loss config."""
-
-    def __init__(self, members: Sequence[_Member], task: str) -> None:
-        self.runs: list[tuple[slice, nn.Module, Callable]] = []
-        for run, first in _runs([_key(m.cfg, "loss") for m in members]):
-            cfg, loss = members[first].cfg, members[first].loss
-            contract = contract_for(registry("loss").spec(cfg.loss.name), cfg.loss.name, task)
-
-            def value(output: Tensor, target: Tensor, loss=loss, contract=contract) -> Tensor:
-                return loss(*adapt(output, target, contract, task))
-
-            self.runs.append((run, loss, value))
-
-    def __call__(self, output: Tensor, target: Tensor, shared: bool) -> tuple[Tensor, Tensor]:
-        """([K] losses, [K, B, C] scores the metrics judge)."""
-        values, judged = [], []
-        for members, loss, value in self.runs:
-            target_of = target if shared else target[members]
-            per_member = vmap(value, in_dims=(0, None if shared else 0))
-            values.append(per_member(output[members], target_of))
-            judged.append(scores(loss, output[members]))
-        return torch.cat(values), torch.cat(judged)
-
-
-def _optimizers(
-    members: Sequence[_Member], stack: _Stack, steps_per_epoch: int
-) -> tuple[list[tuple[torch.optim.Optimizer, Any, str]], dict[int, Exception]]:
-    """One optimizer (and schedule) per set of members with identical settings; its
-    parameters are the views of the runs of members in the set. Also the members
-    whose optimizer or schedule could not be built, with the error."""
-    sets: dict[str, list[tuple[slice, int]]] = {}
-    keys = [_key(m.cfg, "optimizer", "scheduler") for m in members]
-    for run, first in _runs(keys):
-        sets.setdefault(keys[first], []).append((run, first))
-    result, failed = [], {}
-    for runs in sets.values():
-        try:
-            result.append(_optimizer(members[runs[0][1]].cfg, stack, runs, steps_per_epoch))
-        except Exception as exc:  # e.g. torch refuses a combination of settings
-            failed.update({k: exc for run, _ in runs for k in range(run.start, run.stop)})
-    return result, failed
-
-
-def _optimizer(
-    cfg: DictConfig, stack: _Stack, runs: list[tuple[slice, int]], steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, Any, str]:
-    values = plugin_values(cfg, "optimizer")
-    if "foreach" in values and values["foreach"] is None:
-        values["foreach"] = True  # one kernel per op for all views, not one per view
-    decay = values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
-    views = [view for run, _ in runs for view in stack.views(run)]
-    optimizer = build(
-        "optimizer", cfg.optimizer.name, values, params=parameter_groups(views, decay, leading=1)
-    )
-    interval = registry("scheduler").spec(cfg.scheduler.name).interval
-    total = cfg.trainer.max_epochs * (1 if interval == "epoch" else steps_per_epoch)
-    schedule = build(
-        "scheduler",
-        cfg.scheduler.name,
-        plugin_values(cfg, "scheduler"),
-        optimizer=optimizer,
-        total_steps=int(total),
-    )
-    return optimizer, schedule, interval
-
-
-def _clip(stack: _Stack, max_norm: float) -> None:
-    """Lightning's gradient_clip_val (clip_grad_norm_), for each member's own norm."""
-    grads = [p.grad for p in stack.params.values()]
-    k = grads[0].shape[0]
-    norms = torch.stack([g.reshape(k, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.view(k, *[1] * (g.dim() - 1)))
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -308,11 +164,11 @@ def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list
     # Members that share a loss, then an optimizer, sit next to each other in the stack.
     order = sorted(
         range(len(cfgs)),
-        key=lambda i: (_key(cfgs[i], "loss"), _key(cfgs[i], "optimizer", "scheduler")),
+        key=lambda i: (config_key(cfgs[i], "loss"), config_key(cfgs[i], "optimizer", "scheduler")),
     )
     built, data = _build_members([cfgs[i] for i in order])
     outcomes: dict[int, MemberOutcome] = {}
-    stacked: list[tuple[int, _Member]] = []
+    stacked: list[tuple[int, Member]] = []
     for i, member in zip(order, built, strict=True):
         if isinstance(member, Exception):
             description = data.describe() if data is not None else {"name": cfgs[i].data.name}
@@ -332,18 +188,18 @@ class _Training:
     """One stack's training: epochs of steps, validation, checkpoint bookkeeping and
     the divergence check, then the test pass on the best weights."""
 
-    def __init__(self, members: list[_Member], data: Any, started: int) -> None:
+    def __init__(self, members: list[Member], data: Any, started: int) -> None:
         cfg = members[0].cfg
         self.members, self.data, self.cfg = members, data, cfg
         self.device = device_of(cfg.trainer)
         self.splits = {
             s: (x.to(self.device), y.to(self.device)) for s, (x, y) in data.splits.items()
         }
-        self.stack = _Stack(members, self.device)
-        self.losses = _Losses(members, data.task)
+        self.stack = Stack(members, self.device)
+        self.losses = Losses(members, data.task)
         self.outcomes = [MemberOutcome(data.describe(), started) for _ in members]
         self.steps_per_epoch = math.ceil(len(self.splits["train"][0]) / data.batch_size)
-        self.optimizers, failed = _optimizers(members, self.stack, self.steps_per_epoch)
+        self.optimizers, failed = optimizers_for(members, self.stack, self.steps_per_epoch)
         k = len(members)
         self.alive = torch.ones(k, dtype=torch.bool, device=self.device)
         for index, error in failed.items():
@@ -365,13 +221,20 @@ class _Training:
         self.stack.freeze(k)
 
     def run(self) -> list[MemberOutcome]:
+        from rich.progress import Progress
+
         every = int(self.cfg.trainer.log_every_n_steps)
         step_losses: list[tuple[int, Tensor, int]] = []
-        for epoch in range(int(self.cfg.trainer.max_epochs)):
-            self._train_epoch(every, step_losses)
-            self._end_epoch(epoch)
-            if not self.alive.any():
-                break
+        epochs = int(self.cfg.trainer.max_epochs)
+        shown = bool(self.cfg.trainer.enable_progress_bar)
+        with Progress(transient=True, disable=not shown) as progress:
+            bar = progress.add_task(f"{len(self.members)} jobs stacked, epoch", total=epochs)
+            for epoch in range(epochs):
+                self._train_epoch(every, step_losses)
+                self._end_epoch(epoch)
+                progress.advance(bar)
+                if not self.alive.any():
+                    break
         for step, values, when in step_losses:
             epoch = float(step // self.steps_per_epoch)
             for k, value in enumerate(values.tolist()):
@@ -396,7 +259,7 @@ class _Training:
             values, judged = self.losses(stack(x, shared=False), y, shared=False)
             values.sum().backward()  # each member's gradient is its own
             if clip:
-                _clip(stack, float(clip))
+                clip_per_member(stack, float(clip))
             for optimizer, schedule, interval in self.optimizers:
                 optimizer.step()
                 if interval == "step":
@@ -480,7 +343,7 @@ class _Training:
             outcome.steps_per_epoch = self.steps_per_epoch
 
 
-def _save_checkpoint(member: _Member, outcome: MemberOutcome, output_dir: Path) -> str:
+def _save_checkpoint(member: Member, outcome: MemberOutcome, output_dir: Path) -> str:
     """The member's best weights in the file a job alone would write: Lightning's
     checkpoint layout (``state_dict`` of the training module: ``model.*``, ``loss.*``)."""
     state = {f"model.{n}": t.clone() for n, t in outcome.weights.items()}

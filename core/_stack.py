@@ -1,0 +1,170 @@
+"""The parts of a stacked model: stacked parameters with one vectorized forward, each
+member's loss, and optimizers whose parameters are views into the stacked tensors.
+
+Members are ordered so that those sharing a loss (then optimizer settings) sit next to
+each other: a loss is computed once per run of members (``vmap`` over them), and an
+optimizer steps views of whole runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lossopt.core.adapter import adapt, contract_for, scores
+from lossopt.core.configs import build, plugin_values
+from lossopt.core.module import parameter_groups
+from lossopt.core.registry import registry
+
+if TYPE_CHECKING:
+    from lossopt.core.stacked import Member
+
+__all__ = ["Losses", "Stack", "clip_per_member", "config_key", "optimizers_for", "runs_of"]
+
+
+def config_key(cfg: DictConfig, *kinds: str) -> str:
+    """The names and resolved parameters of a config's plugins of ``kinds``, as text."""
+    return json.dumps([[cfg[k].name, plugin_values(cfg, k)] for k in kinds], sort_keys=True)
+
+
+def runs_of(keys: Sequence[str]) -> list[tuple[slice, int]]:
+    """Contiguous runs of equal keys: (members, index of the run's first member)."""
+    runs, start = [], 0
+    for end in range(1, len(keys) + 1):
+        if end == len(keys) or keys[end] != keys[start]:
+            runs.append((slice(start, end), start))
+            start = end
+    return runs
+
+
+class Stack:
+    """The members' parameters stacked, and one vectorized forward over them."""
+
+    def __init__(self, members: Sequence[Member], device: torch.device) -> None:
+        params, buffers = stack_module_state([m.model for m in members])
+        self.params = {n: p.detach().to(device).requires_grad_() for n, p in params.items()}
+        self.buffers = {n: b.to(device) for n, b in buffers.items()}
+        self.base = copy.deepcopy(members[0].model).to("meta")
+        for p in self.params.values():
+            p.grad = torch.zeros_like(p)  # kept and zeroed in place: views alias it
+        self.frozen: dict[int, dict[str, Tensor]] = {}
+
+        def call(params: dict, buffers: dict, x: Tensor) -> Tensor:
+            return functional_call(self.base, (params, buffers), (x,))
+
+        # Dropout draws its own mask for every member.
+        self._own_inputs = vmap(call, in_dims=(0, 0, 0), randomness="different")
+        self._shared_inputs = vmap(call, in_dims=(0, 0, None), randomness="different")
+
+    def __call__(self, x: Tensor, shared: bool) -> Tensor:
+        """x: [K, B, ...] (each member its own batch) or [B, ...] (shared) → [K, B, C]."""
+        forward = self._shared_inputs if shared else self._own_inputs
+        return forward(self.params, self.buffers, x)
+
+    def views(self, members: slice) -> list[Tensor]:
+        """The parameters of a run of members as views into the stacked tensors, with
+        gradients that are views into the stacked gradients: what optimizers step."""
+        views = []
+        for p in self.params.values():
+            view = p.detach()[members]
+            view.grad = p.grad[members]
+            views.append(view)
+        return views
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad.zero_()
+
+    def freeze(self, k: int) -> None:
+        """Member k keeps its current weights from now on."""
+        self.frozen[k] = {n: p.detach()[k].clone() for n, p in self.params.items()}
+
+    def restore_frozen(self) -> None:
+        with torch.no_grad():
+            for k, weights in self.frozen.items():
+                for name, p in self.params.items():
+                    p[k] = weights[name]
+
+
+class Losses:
+    """Each member's loss, computed per run of members that share a loss config."""
+
+    def __init__(self, members: Sequence[Member], task: str) -> None:
+        self.runs: list[tuple[slice, nn.Module, Callable]] = []
+        for run, first in runs_of([config_key(m.cfg, "loss") for m in members]):
+            cfg, loss = members[first].cfg, members[first].loss
+            contract = contract_for(registry("loss").spec(cfg.loss.name), cfg.loss.name, task)
+
+            def value(output: Tensor, target: Tensor, loss=loss, contract=contract) -> Tensor:
+                return loss(*adapt(output, target, contract, task))
+
+            self.runs.append((run, loss, value))
+
+    def __call__(self, output: Tensor, target: Tensor, shared: bool) -> tuple[Tensor, Tensor]:
+        """([K] losses, [K, B, C] scores the metrics judge)."""
+        values, judged = [], []
+        for members, loss, value in self.runs:
+            target_of = target if shared else target[members]
+            per_member = vmap(value, in_dims=(0, None if shared else 0))
+            values.append(per_member(output[members], target_of))
+            judged.append(scores(loss, output[members]))
+        return torch.cat(values), torch.cat(judged)
+
+
+def optimizers_for(
+    members: Sequence[Member], stack: Stack, steps_per_epoch: int
+) -> tuple[list[tuple[torch.optim.Optimizer, Any, str]], dict[int, Exception]]:
+    """One optimizer (and schedule) per set of members with identical settings; its
+    parameters are the views of the runs of members in the set. Also the members
+    whose optimizer or schedule could not be built, with the error."""
+    sets: dict[str, list[tuple[slice, int]]] = {}
+    keys = [config_key(m.cfg, "optimizer", "scheduler") for m in members]
+    for run, first in runs_of(keys):
+        sets.setdefault(keys[first], []).append((run, first))
+    result, failed = [], {}
+    for runs in sets.values():
+        try:
+            result.append(_optimizer(members[runs[0][1]].cfg, stack, runs, steps_per_epoch))
+        except Exception as exc:  # e.g. torch refuses a combination of settings
+            failed.update({k: exc for run, _ in runs for k in range(run.start, run.stop)})
+    return result, failed
+
+
+def _optimizer(
+    cfg: DictConfig, stack: Stack, runs: list[tuple[slice, int]], steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, Any, str]:
+    values = plugin_values(cfg, "optimizer")
+    if "foreach" in values and values["foreach"] is None:
+        values["foreach"] = True  # one kernel per op for all views, not one per view
+    decay = values.get("weight_decay") if cfg.no_decay_bias_and_norm else None
+    views = [view for run, _ in runs for view in stack.views(run)]
+    optimizer = build(
+        "optimizer", cfg.optimizer.name, values, params=parameter_groups(views, decay, leading=1)
+    )
+    interval = registry("scheduler").spec(cfg.scheduler.name).interval
+    total = cfg.trainer.max_epochs * (1 if interval == "epoch" else steps_per_epoch)
+    schedule = build(
+        "scheduler",
+        cfg.scheduler.name,
+        plugin_values(cfg, "scheduler"),
+        optimizer=optimizer,
+        total_steps=int(total),
+    )
+    return optimizer, schedule, interval
+
+
+def clip_per_member(stack: Stack, max_norm: float) -> None:
+    """Lightning's gradient_clip_val (clip_grad_norm_), for each member's own norm."""
+    grads = [p.grad for p in stack.params.values()]
+    k = grads[0].shape[0]
+    norms = torch.stack([g.reshape(k, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(k, *[1] * (g.dim() - 1)))
