@@ -39,7 +39,8 @@ __all__ = ["STACKED_TRAINER_KEYS", "StackingLauncher", "stack_key"]
 
 console = Console()
 
-# The trainer settings the stacked loop implements; any other key runs the job alone.
+# The trainer settings the stacked loop implements; any other key set (not false or
+# null) runs the job alone: trainer.deterministic, trainer.limit_train_batches…
 STACKED_TRAINER_KEYS = frozenset(
     {
         "accelerator",
@@ -51,7 +52,6 @@ STACKED_TRAINER_KEYS = frozenset(
         "enable_progress_bar",
         "enable_model_summary",
         "gradient_clip_val",
-        "deterministic",
     }
 )
 # What may differ between the members of one stack.

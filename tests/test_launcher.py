@@ -48,6 +48,7 @@ def test_loss_optimizer_schedule_and_seed_may_differ_within_a_stack():
         (["trainer.devices=2", "trainer.strategy=ddp"], "several devices"),
         (["trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed"),
         (["+trainer.limit_train_batches=5"], "trainer.limit_train_batches is not implemented"),
+        (["trainer.deterministic=true"], "trainer.deterministic is not implemented"),
         (["loss=focal", "data=diabetes"], "refused"),
     ],
 )
