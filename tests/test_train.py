@@ -62,7 +62,8 @@ def test_main_job_trains_digits_and_records_one_finished_run(tmp_path):
     (job,) = client.search_runs([experiment.experiment_id])
     assert job.info.status == "FINISHED"
     assert job.info.run_name == "cross_entropy-adam-lr0.001-s0"
-    assert job.data.metrics["test/accuracy"] >= 0.95
+    # 0.956-0.964 over seeds 0-4: 0.95 was 2-5 of 360 test images away; 3 epochs give 0.83-0.88.
+    assert job.data.metrics["test/accuracy"] >= 0.9
     params = job.data.params
     assert params["loss.name"] == "cross_entropy" and params["optimizer.lr"] == "0.001"
     assert params["data.name"] == "digits" and params["trainer.max_epochs"] == "30"
