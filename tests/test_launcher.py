@@ -102,9 +102,12 @@ def test_groups_are_split_into_near_equal_chunks():
     assert [len(c) for c in _chunks(list(range(5)), 1)] == [1] * 5
 
 
-def test_max_members_must_be_positive():
+def test_launcher_settings_must_be_positive():
     with pytest.raises(LossoptError, match="max_members=0"):
         StackingLauncher(max_members=0)
+    with pytest.raises(LossoptError, match="cpu_threads=-1"):
+        StackingLauncher(cpu_threads=-1)
+    assert StackingLauncher().cpu_threads >= 1
 
 
 # --- end to end ---------------------------------------------------------------------

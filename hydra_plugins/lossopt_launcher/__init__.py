@@ -21,6 +21,8 @@ class VectorizedLauncherConf:
     _target_: str = "hydra_plugins.lossopt_launcher.VectorizedLauncher"
     # The most jobs one stacked model holds; null sizes stacks by free device memory.
     max_members: Optional[int] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
+    # torch's threads while a stack trains on the CPU; null takes half the cores.
+    cpu_threads: Optional[int] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(
@@ -31,10 +33,14 @@ ConfigStore.instance().store(
 class VectorizedLauncher(Launcher):
     """Trains the jobs of a batch that can share one stacked model at once."""
 
-    def __init__(self, max_members: Optional[int] = None) -> None:  # noqa: UP045
+    def __init__(
+        self,
+        max_members: Optional[int] = None,  # noqa: UP045
+        cpu_threads: Optional[int] = None,  # noqa: UP045
+    ) -> None:
         from lossopt.core.launcher import StackingLauncher
 
-        self._launcher = StackingLauncher(max_members)
+        self._launcher = StackingLauncher(max_members, cpu_threads)
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self._launcher.setup(
