@@ -167,11 +167,12 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         score = checkpoint.best_model_score
         objective = float(score) if score is not None else math.nan
         confusion = None
-        if module.confusion is not None and is_rank_zero():
-            from lossopt.core.plots import save_confusion
+        if module.confusion is not None:
+            counts = module.confusion.compute().cpu().numpy()  # every DDP rank: a sync
+            if is_rank_zero():
+                from lossopt.core.plots import save_confusion
 
-            png = Path(output_dir) / "confusion_matrix.png"
-            confusion = save_confusion(module.confusion.compute().cpu().numpy(), png)
+                confusion = save_confusion(counts, Path(output_dir) / "confusion_matrix.png")
         # 5. Summarize into the run.
         _summarize(tracked, cfg, monitor, objective, confusion, best)
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
