@@ -121,8 +121,21 @@ def _hydra_main(cfg: DictConfig) -> float:
     except LossoptError as exc:
         print_error(exc)
         raise SystemExit(2) from None
+    finally:
+        _end_process_group()
     _print_summary(result)
     return result.objective
+
+
+def _end_process_group() -> None:
+    """Close the DDP process group a run opened, while the interpreter still runs: left
+    to the interpreter's exit, its communication threads are sometimes torn down alive
+    and the process aborts ("terminate called without an active exception"), and
+    Lightning then kills the other ranks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -139,10 +152,7 @@ def _as_single_run(hydra_cfg) -> Iterator[None]:
     finally:
         # Clean teardown, so the next job starts as the first did: no process group,
         # none of the variables (MASTER_PORT, WORLD_SIZE…) a DDP launch set.
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        _end_process_group()
         os.environ.clear()
         os.environ.update(environ)
         sys.argv, hydra_cfg.run.dir = argv, run_dir

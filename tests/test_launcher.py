@@ -129,7 +129,7 @@ class Probe(Callback):
 def _lossopt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(cwd)}
     command = [sys.executable, "-m", "lossopt.core.cli", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
 def _children(cwd: Path, experiment: str) -> dict[tuple, object]:

@@ -34,6 +34,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         cwd=cwd,
         capture_output=True,
         text=True,
+        timeout=600,  # a hung DDP rank must fail the test, not stall CI
         env=env,
     )
 
