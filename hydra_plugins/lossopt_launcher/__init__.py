@@ -6,8 +6,8 @@ is where the class Hydra instantiates lives; the work is done by
 this module at every start-up: it stays light).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra's scan runs this module before it is
+# in sys.modules, where dataclasses would look up string annotations.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
