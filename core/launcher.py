@@ -56,7 +56,6 @@ STACKED_TRAINER_KEYS = frozenset(
 )
 # What may differ between the members of one stack.
 _PER_MEMBER = ("loss", "optimizer", "scheduler", "seed")
-_DISPLAY_ONLY = ("enable_progress_bar", "enable_model_summary")
 
 
 def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
@@ -87,12 +86,9 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
     stage, _, metric = monitor_of(cfg)[0].partition("/")
     if stage not in ("train", "val") or metric not in StackedMetrics.names(cfg.data.task):
         return None, f"monitor={cfg.monitor} is not a stacked metric"
-    from lossopt.core.tracking import job_config
+    from lossopt.core.tracking import computed_values
 
-    shared = job_config(cfg)
-    for key in _PER_MEMBER:
-        shared.pop(key, None)
-    shared["trainer"] = {k: v for k, v in shared["trainer"].items() if k not in _DISPLAY_ONLY}
+    shared = {k: v for k, v in computed_values(cfg).items() if k.split(".")[0] not in _PER_MEMBER}
     return json.dumps(shared, sort_keys=True, default=str), ""
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
     "TrackedRun",
+    "computed_values",
     "default_uri",
     "fingerprint",
     "flatten",
@@ -60,9 +61,14 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in container.items() if k not in _NOT_IN_FINGERPRINT}
 
 
+def computed_values(cfg: DictConfig) -> dict[str, Any]:
+    """What a job computes from, by dotted key: its config without where it logs and
+    what it only prints."""
+    return {k: v for k, v in flatten(job_config(cfg)).items() if k not in _DISPLAY_ONLY}
+
+
 def fingerprint(cfg: DictConfig) -> str:
-    computed = {k: v for k, v in flatten(job_config(cfg)).items() if k not in _DISPLAY_ONLY}
-    text = json.dumps(computed, sort_keys=True, default=str)
+    text = json.dumps(computed_values(cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
