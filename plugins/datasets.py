@@ -29,7 +29,20 @@ from lossopt.core.data import Split, TensorDataModule
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import TASKS, DataSpec
 
-__all__ = ["cifar10", "diabetes", "digits", "fashion_mnist", "mnist", "synthetic"]
+__all__ = [
+    "MULTILABEL_LABELS",
+    "breast_cancer",
+    "cifar10",
+    "diabetes",
+    "digits",
+    "fashion_mnist",
+    "iris",
+    "linnerud",
+    "mnist",
+    "multilabel",
+    "synthetic",
+    "wine",
+]
 
 _FRACTION = Range(0.0, 1.0, low_inclusive=False, high_inclusive=False)
 _COMMON_CHECKS = {
@@ -136,6 +149,99 @@ def diabetes_data(
     scale = splits[0].y.std()
     train, val, test = (Split(s.x, s.y / scale) for s in splits)
     return TensorDataModule("diabetes", "regression", train, val, test, 0, batch_size, num_workers)
+
+
+_TABULAR = {  # name: (task, classes or 0, features, outputs)
+    "iris": ("multiclass", 3, 4, 3),
+    "wine": ("multiclass", 3, 13, 3),
+    "breast_cancer": ("multiclass", 2, 30, 2),
+    "linnerud": ("regression", 0, 3, 3),
+}
+
+
+@functools.cache
+def _load_tabular(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw features [N, F] float32; class indices int64 [N] or targets float32 [N, T]."""
+    bunch = getattr(skdata, f"load_{name}")()
+    x = torch.tensor(bunch.data, dtype=torch.float32)
+    if _TABULAR[name][0] == "regression":
+        return x, torch.tensor(bunch.target, dtype=torch.float32).reshape(len(x), -1)
+    return x, torch.tensor(bunch.target, dtype=torch.int64)
+
+
+def tabular_data(
+    name: str,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """A small scikit-learn bundled table (the plugins bind ``name``): stratified splits
+    for classification; features (and regression targets) standardized by the training
+    split's statistics. Small sets get 20 % validation and test and batches of 16."""
+    task, classes, _, _ = _TABULAR[name]
+    x, y = _load_tabular(name)
+    labels = y.numpy() if task == "multiclass" else None
+    parts = _split(name, len(x), split_seed, val_fraction, test_fraction, labels)
+    splits = _standardize(_splits(x, y, parts), inputs=True, targets=task == "regression")
+    return TensorDataModule(name, task, *splits, classes, batch_size, num_workers)
+
+
+# --- a multilabel task with a declared label structure ------------------------------------
+
+MULTILABEL_LABELS: tuple[tuple[str, str], ...] = (
+    ("a", "s0 > 0"),
+    ("b", "s1 > 0.8"),
+    ("c", "s2 > -0.8"),
+    ("a/d", "a and s3 > 0"),
+    ("a|b", "a or b"),
+    ("a^c", "a xor c"),
+)
+"""The labels of the ``multilabel`` plugin, in column order, and how each is defined
+from the latent scores ``s_j = x · w_j + noise · e_j`` (``w_j`` random unit vectors,
+``x`` and ``e_j`` standard normal): three base labels of different frequency (~50 %,
+~20 %, ~80 % positive), a child of ``a`` (never without it), a union, and an exclusive
+or (not linearly separable in the scores: a linear model cannot get it right)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _make_multilabel(
+    n_samples: int, n_features: int, noise: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs [N, n_features] and the multi-hot labels of ``MULTILABEL_LABELS`` [N, 6]."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features))
+    w = rng.standard_normal((n_features, 4))
+    s = x @ (w / np.linalg.norm(w, axis=0)) + noise * rng.standard_normal((n_samples, 4))
+    a, b, c = s[:, 0] > 0, s[:, 1] > 0.8, s[:, 2] > -0.8
+    y = np.stack([a, b, c, a & (s[:, 3] > 0), a | b, a ^ c], axis=1)
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+
+
+def multilabel_data(
+    n_samples: int = 1000,
+    n_features: int = 10,
+    noise: float = 0.3,
+    seed: int = 0,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Synthetic multilabel task with a declared label structure: 6 labels.
+
+    The labels (``MULTILABEL_LABELS``): base labels of different rarity, a hierarchy, a
+    union and an exclusive or, from noisy linear scores of standard-normal features.
+    noise: std of the noise added to the scores (0: labels are exact functions of x).
+    """
+    x, y = _make_multilabel(n_samples, n_features, noise, seed)
+    parts = _split("multilabel", len(x), split_seed, val_fraction, test_fraction)
+    train, val, test = _standardize(_splits(x, y, parts), inputs=True, targets=False)
+    return TensorDataModule(
+        "multilabel", "multilabel", train, val, test, 6, batch_size, num_workers
+    )
 
 
 # --- synthetic ------------------------------------------------------------------------
@@ -346,6 +452,36 @@ cifar10 = _spec(
 diabetes = _spec(
     diabetes_data,
     {"task": "regression", "num_classes": 0, "num_outputs": 1, "input_shape": [10]},
+)
+
+
+def _tabular_spec(name: str, description: str) -> DataSpec:
+    task, classes, features, outputs = _TABULAR[name]
+    info = {"task": task, "num_classes": classes, "num_outputs": outputs}
+    return _spec(
+        functools.partial(tabular_data, name), {**info, "input_shape": [features]}, description
+    )
+
+
+iris = _tabular_spec("iris", "Iris flowers (scikit-learn, bundled): 150 × 4 features, 3 classes.")
+wine = _tabular_spec(
+    "wine", "Wine cultivars (scikit-learn, bundled): 178 × 13 features, 3 classes."
+)
+breast_cancer = _tabular_spec(
+    "breast_cancer",
+    "Breast cancer diagnosis (scikit-learn, bundled): 569 × 30 features, 2 classes.",
+)
+linnerud = _tabular_spec(
+    "linnerud",
+    "Linnerud (scikit-learn, bundled): 20 athletes, 3 exercise features → 3 physiological "
+    "targets (multi-output regression, targets standardized).",
+)
+multilabel = _spec(
+    multilabel_data,
+    {"task": "multilabel", "num_classes": 6, "num_outputs": 6, "input_shape": ["${..n_features}"]},
+    n_samples=Range(10, None),
+    n_features=Range(1, None),
+    noise=Range(0.0, None),
 )
 synthetic = _spec(
     synthetic_data,

@@ -87,11 +87,17 @@ CASES = {
     "synthetic-multiclass": ("synthetic", {"n_samples": 300}),
     "synthetic-multilabel": ("synthetic", {"task": "multilabel", "n_samples": 300}),
     "synthetic-regression": ("synthetic", {"task": "regression", "n_samples": 300}),
+    "iris": ("iris", {}),
+    "wine": ("wine", {}),
+    "breast_cancer": ("breast_cancer", {}),
+    "linnerud": ("linnerud", {}),
+    "multilabel": ("multilabel", {"n_samples": 300}),
     "mnist": ("mnist", {}),
     "fashion_mnist": ("fashion_mnist", {}),
     "cifar10": ("cifar10", {}),
 }
 VISION = ("mnist", "fashion_mnist", "cifar10")
+TABULAR = ("iris", "wine", "breast_cancer", "linnerud")
 
 
 def _build(plugin: str, params: dict, root: Path) -> TensorDataModule:
@@ -136,7 +142,10 @@ def _rows(x: torch.Tensor) -> set[bytes]:
     return {row.numpy().tobytes() for row in x}
 
 
-@pytest.mark.parametrize("case", ["diabetes", "synthetic-multiclass", "mnist", "cifar10"])
+@pytest.mark.parametrize(
+    "case",  # not iris: two of its rows are equal
+    ["diabetes", "synthetic-multiclass", "mnist", "cifar10", *TABULAR[1:], "multilabel"],
+)
 def test_splits_are_disjoint_and_fixed_by_split_seed(case: str, vision_root: Path) -> None:
     plugin, params = CASES[case]
     dm = _build(plugin, params, vision_root)
@@ -179,6 +188,46 @@ def test_diabetes_scaling_uses_train_statistics() -> None:
     assert torch.allclose(x.std(dim=0), torch.ones(10), atol=1e-5)
     assert y.std().item() == pytest.approx(1.0, abs=1e-5)
     assert all((dm.splits[s].y > 0).all() for s in ("train", "val", "test"))  # Poisson NLL
+
+
+@pytest.mark.parametrize(
+    ("plugin", "size", "classes"),
+    [("iris", 150, 3), ("wine", 178, 3), ("breast_cancer", 569, 2), ("linnerud", 20, 0)],
+)
+def test_tabular_sets_are_the_bundled_data_standardized_on_train(plugin, size, classes) -> None:
+    from sklearn import datasets as skdata
+
+    dm = getattr(datasets, plugin).factory()
+    x, y = dm.splits["train"]
+    assert sum(len(dm.splits[s].x) for s in ("train", "val", "test")) == size
+    assert torch.allclose(x.mean(dim=0), torch.zeros(x.shape[1]), atol=1e-5)
+    assert torch.allclose(x.std(dim=0), torch.ones(x.shape[1]), atol=1e-5)
+    assert dm.splits["val"].x.mean(dim=0).abs().max() > 1e-3  # val is not scaled on itself
+    raw = getattr(skdata, f"load_{plugin}")()
+    if classes:
+        assert dm.num_classes == classes and torch.equal(
+            torch.bincount(torch.cat([dm.splits[s].y for s in dm.splits]), minlength=classes),
+            torch.bincount(torch.as_tensor(raw.target), minlength=classes),
+        )
+        val = torch.bincount(dm.splits["val"].y, minlength=classes).float()
+        share = torch.bincount(torch.as_tensor(raw.target)).float() / size
+        assert torch.allclose(val / val.sum(), share, atol=0.05)  # stratified
+    else:
+        assert torch.allclose(y.mean(dim=0), torch.zeros(3), atol=1e-5)  # targets too
+        assert dm.num_outputs == 3
+
+
+def test_multilabel_labels_follow_their_declared_structure() -> None:
+    dm = datasets.multilabel.factory(n_samples=2000)
+    y = torch.cat([dm.splits[s].y for s in ("train", "val", "test")]).bool()
+    names = [name for name, _ in datasets.MULTILABEL_LABELS]
+    a, b, c, child, union, xor = (y[:, names.index(n)] for n in names)
+    assert torch.equal(child & ~a, torch.zeros_like(a)) and child.any()  # a hierarchy
+    assert torch.equal(union, a | b) and torch.equal(xor, a ^ c)
+    share = y.float().mean(dim=0)
+    assert 0.4 < share[0] < 0.6 and share[1] < 0.3 and share[2] > 0.7  # rare and common
+    exact = datasets.multilabel.factory(n_samples=300, noise=0.0).splits["train"]
+    assert not torch.equal(exact.y, dm.splits["train"].y[: len(exact.y)])
 
 
 def test_train_loader_shuffles_reproducibly_and_eval_loaders_keep_order() -> None:
