@@ -1,132 +1,168 @@
-"""The conformance kit: the checks every loss and optimizer plugin must pass.
+"""The conformance kit: the named rules every plugin of a kind must keep.
 
-lossopt's own tests run these over every registered plugin, and plugin authors run
-the same checks on theirs (``from lossopt.testing import check_loss``). Each check
-raises AssertionError with a message saying what failed.
+lossopt's own tests run these over every registered plugin, ``lossopt check`` prints
+them as a table, and plugin authors run the same rules on theirs::
+
+    from lossopt.testing import parametrize_with_checks
+
+    @parametrize_with_checks(["loss/my_loss", "optimizer/my_optimizer"])
+    def test_lossopt_rules(check):
+        check()
+
+Each rule of each plugin reports ``pass``, ``fail`` (with a message saying what is
+wrong) or ``n/a`` (with the reason it does not apply). The rules themselves live next
+to each other by kind in ``_loss_rules``, ``_optimizer_rules`` and ``_part_rules``.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import torch
-from omegaconf import OmegaConf
+from lossopt.core._loss_rules import LOSS_RULES
+from lossopt.core._optimizer_rules import OPTIMIZER_RULES
+from lossopt.core._part_rules import DATA_RULES, MODEL_RULES, SCHEDULER_RULES
+from lossopt.core._rules import NotApplicable, Rule, Subject, sample_problem
+from lossopt.core.registry import KINDS, Plugin, find, registry
+from lossopt.core.specs import KIND_SPECS
 
-from lossopt.core.adapter import adapt, scores
-from lossopt.core.configs import NAME_FIELD, build, config_class
-from lossopt.core.registry import registry
-from lossopt.core.specs import LossSpec, OptimizerSpec
+__all__ = [
+    "Check",
+    "Result",
+    "Rule",
+    "check",
+    "check_loss",
+    "check_optimizer",
+    "parametrize_with_checks",
+    "rules",
+    "run_rule",
+    "sample_problem",
+]
 
-__all__ = ["check_loss", "check_optimizer", "sample_problem"]
+Status = Literal["pass", "fail", "n/a"]
 
-NUM_CLASSES = 5
-
-
-def sample_problem(task: str, batch: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw model outputs [batch, NUM_CLASSES] and targets in the task's natural form."""
-    gen = torch.Generator().manual_seed(seed)
-    output = torch.randn(batch, NUM_CLASSES, generator=gen)
-    if task == "multiclass":
-        target = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
-    elif task == "multilabel":
-        target = (torch.rand(batch, NUM_CLASSES, generator=gen) > 0.5).float()
-    else:  # regression: positive values, as Poisson-type losses need
-        target = torch.rand(batch, NUM_CLASSES, generator=gen) * 3 + 0.1
-    return output, target
+_LOADS = Rule("loads", "its entry point loads a spec of its kind", lambda subject: None)
+RULES: Mapping[str, tuple[Rule, ...]] = {
+    "loss": LOSS_RULES,
+    "optimizer": OPTIMIZER_RULES,
+    "model": MODEL_RULES,
+    "data": DATA_RULES,
+    "scheduler": SCHEDULER_RULES,
+}
 
 
-def _resolved_params(kind: str, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Config defaults resolved against the sample data (``${data.num_classes}`` …)."""
-    node = OmegaConf.structured(config_class(kind, name, registry(kind).spec(name)))
-    node.merge_with(params)
-    data = {"num_classes": NUM_CLASSES, "num_outputs": NUM_CLASSES}
-    root = OmegaConf.create({kind: node, "data": data})
-    values = OmegaConf.to_container(root, resolve=True)[kind]
-    values.pop(NAME_FIELD)
-    return values
+@dataclass(frozen=True)
+class Result:
+    """One rule's verdict on one plugin."""
+
+    kind: str
+    plugin: str
+    rule: str
+    status: Status
+    message: str = ""
+
+
+def rules(kind: str) -> tuple[Rule, ...]:
+    """The rules of a kind, ``loads`` first."""
+    return (_LOADS, *RULES[registry(kind).kind])
+
+
+def _rule(kind: str, name: str) -> Rule:
+    by_name = {r.name: r for r in rules(kind)}
+    if name not in by_name:
+        raise KeyError(f"no {kind} rule '{name}'; rules: {', '.join(by_name)}")
+    return by_name[name]
+
+
+def run_rule(kind: str, name: str, rule: str, tasks: Iterable[str] = (), **params: Any) -> Result:
+    """Run one rule on the plugin ``name`` of ``kind``, built with ``params``."""
+    chosen = _rule(kind, rule)
+    try:
+        spec = registry(kind).spec(name)
+        if not isinstance(spec, KIND_SPECS[kind]):
+            wanted = KIND_SPECS[kind].__name__
+            raise TypeError(f"its spec is a {type(spec).__name__}, not a {wanted}")
+    except Exception as exc:
+        if chosen is _LOADS:
+            return Result(kind, name, rule, "fail", str(exc))
+        return Result(kind, name, rule, "n/a", "the plugin does not load (see loads)")
+    subject = Subject(kind, name, spec, dict(params), tuple(tasks))
+    try:
+        chosen.check(subject)
+    except NotApplicable as exc:
+        return Result(kind, name, rule, "n/a", str(exc))
+    except AssertionError as exc:
+        return Result(kind, name, rule, "fail", str(exc) or "assertion failed")
+    except Exception as exc:  # the plugin raised: that breaks the rule too
+        return Result(kind, name, rule, "fail", f"raised {type(exc).__name__}: {exc}")
+    return Result(kind, name, rule, "pass")
+
+
+def check(plugin: str | Plugin, tasks: Iterable[str] = (), **params: Any) -> list[Result]:
+    """Every rule of a plugin (``NAME`` or ``KIND/NAME``), in order."""
+    found = find(plugin) if isinstance(plugin, str) else plugin
+    tasks = tuple(tasks)
+    return [run_rule(found.kind, found.name, r.name, tasks, **params) for r in rules(found.kind)]
+
+
+def _raise_failures(results: list[Result]) -> None:
+    failed = [r for r in results if r.status == "fail"]
+    if failed:
+        lines = "\n".join(f"  {r.kind} '{r.plugin}' {r.rule}: {r.message}" for r in failed)
+        raise AssertionError(f"{len(failed)} rule(s) failed:\n{lines}")
 
 
 def check_loss(name: str, task: str | None = None, **params: Any) -> None:
-    """A finite scalar whose gradient reaches the output (and the loss's own parameters)
-    for every task the loss declares, or for ``task`` alone."""
-    spec = registry("loss").spec(name)
-    assert isinstance(spec, LossSpec), f"loss '{name}' is not described by a LossSpec"
-    assert spec.contracts, f"loss '{name}' declares no task"
-    for each in [task] if task else spec.tasks:
-        loss_fn = build("loss", name, _resolved_params("loss", name, params))
-        output, target = sample_problem(each)
-        output.requires_grad_(True)
-        value = loss_fn(*adapt(output, target, spec.contracts[each], each))
-        where = f"loss '{name}' on {each}"
-        assert value.dim() == 0, f"{where}: expected a scalar, got shape {tuple(value.shape)}"
-        assert torch.isfinite(value), f"{where}: not finite ({value.item()})"
-        value.backward()
-        assert output.grad is not None and torch.isfinite(output.grad).all(), f"{where}: bad grad"
-        assert output.grad.abs().sum() > 0, f"{where}: the gradient does not reach the output"
-        for pname, param in loss_fn.named_parameters():
-            assert param.grad is not None, f"{where}: its parameter '{pname}' gets no gradient"
-        judged = scores(loss_fn, output)
-        assert judged.shape[0] == output.shape[0] and judged.dim() == 2, (
-            f"{where}: scores(output) must give one row of class scores per sample, "
-            f"got shape {tuple(judged.shape)}"
-        )
+    """Every loss rule on ``name`` (for ``task`` alone when given); AssertionError
+    listing the failed rules."""
+    _raise_failures(check(f"loss/{name}", [task] if task else [], **params))
 
 
-def _problem(spec: OptimizerSpec, seed: int = 0):
-    """A convex least-squares problem over a 2-D table (so matrix-only optimizers fit),
-    with sparse gradients when the optimizer needs them. Returns (param, loss_fn)."""
-    gen = torch.Generator().manual_seed(seed)
-    table = torch.nn.Parameter(torch.randn(16, 4, generator=gen))
-    goal = torch.randn(16, 4, generator=gen)
-    rows = torch.arange(16)
-
-    def loss_fn() -> torch.Tensor:
-        picked = torch.nn.functional.embedding(rows, table, sparse=spec.sparse_gradients)
-        return ((picked - goal) ** 2).mean()
-
-    return table, loss_fn
+def check_optimizer(name: str, **hyper: Any) -> None:
+    """Every optimizer rule on ``name``; AssertionError listing the failed rules."""
+    _raise_failures(check(f"optimizer/{name}", **hyper))
 
 
-def _step(optimizer: torch.optim.Optimizer, loss_fn, spec: OptimizerSpec) -> float:
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
+@dataclass(frozen=True)
+class Check:
+    """One (plugin, rule) as a pytest test: calling it fails the test when the rule
+    fails and skips it when the rule does not apply."""
 
-    if spec.needs_closure:
-        return float(optimizer.step(closure).detach())
-    loss = closure()
-    optimizer.step()
-    return float(loss.detach())
+    kind: str
+    plugin: str
+    rule: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.plugin}-{self.rule}"
+
+    def __call__(self) -> None:
+        import pytest
+
+        result = run_rule(self.kind, self.plugin, self.rule)
+        if result.status == "n/a":
+            pytest.skip(f"not applicable: {result.message}")
+        if result.status == "fail":
+            where = f"{self.kind} '{self.plugin}'"
+            raise AssertionError(f"{where} breaks {self.rule}: {result.message}")
 
 
-def check_optimizer(name: str, steps: int = 30, **hyper: Any) -> None:
-    """The loss falls on a small convex problem, and a ``state_dict`` round trip into a
-    fresh optimizer gives exactly the same next step."""
-    spec = registry("optimizer").spec(name)
-    assert isinstance(spec, OptimizerSpec), f"optimizer '{name}' is not an OptimizerSpec"
-    param, loss_fn = _problem(spec)
-    optimizer = build("optimizer", name, hyper, params=[param])
-    with torch.no_grad():
-        first = float(loss_fn())
-    for _ in range(steps):
-        _step(optimizer, loss_fn, spec)
-    with torch.no_grad():
-        last = float(loss_fn())
-    assert last < first, f"optimizer '{name}': loss did not fall ({first:.4g} -> {last:.4g})"
+def checks(plugins: Iterable[str] | None = None) -> list[Check]:
+    """One Check per rule of each plugin (``NAME`` or ``KIND/NAME``); every registered
+    plugin of every kind when ``plugins`` is None."""
+    if plugins is None:
+        found = [p for kind in KINDS for p in registry(kind).plugins()]
+    else:
+        found = [find(name) for name in plugins]
+    return [Check(p.kind, p.name, r.name) for p in found for r in rules(p.kind)]
 
-    twin, twin_loss_fn = _problem(spec)
-    with torch.no_grad():
-        twin.copy_(param)
-    restored = build("optimizer", name, hyper, params=[twin])
-    # load_state_dict keeps the given tensors: without a copy both would share state.
-    restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    _step(optimizer, loss_fn, spec)
-    _step(restored, twin_loss_fn, spec)
-    assert torch.allclose(param, twin, rtol=1e-6, atol=1e-7), (
-        f"optimizer '{name}': the step after a state_dict round trip differs "
-        f"(max difference {(param - twin).abs().max().item():.3g})"
-    )
+
+def parametrize_with_checks(plugins: Iterable[str] | None = None):
+    """A pytest decorator giving the test one ``check`` per (plugin, rule), with ids
+    like ``focal-gradients-reach-output`` (cf. scikit-learn's ``parametrize_with_checks``).
+    Plugins are resolved when the tests are collected; the rules run in the tests."""
+    import pytest
+
+    every = checks(plugins)
+    return pytest.mark.parametrize("check", every, ids=[c.id for c in every])

@@ -23,12 +23,6 @@ def _rates(name: str, **params) -> list[float]:
     return rates
 
 
-@pytest.mark.parametrize("name", registry("scheduler").names())
-def test_runs_for_the_whole_run_with_positive_rates(name):
-    rates = _rates(name)
-    assert len(rates) == TOTAL and all(r >= 0 for r in rates)
-
-
 def test_none_is_constant():
     assert set(_rates("none")) == {0.1}
 
