@@ -14,7 +14,7 @@ from pathlib import Path
 from lossopt.core.errors import LossoptError
 from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, open_client
 
-__all__ = ["Job", "open_sweep", "sweep_jobs"]
+__all__ = ["Job", "history", "open_sweep", "sweep_jobs"]
 
 TAG_IS_SWEEP = "lossopt.sweep"
 TAG_MONITOR = "lossopt.monitor"
@@ -36,6 +36,10 @@ class Job:
     status: str
     value: float | None
     error: str
+    task: str = ""
+    monitor: str = ""
+    mode: str = ""
+    start_ms: int = 0
 
 
 def open_sweep(uri: str, experiment: str, sweep: str):
@@ -53,7 +57,7 @@ def sweep_jobs(client, parent) -> tuple[list[Job], str, str]:
             "it as parent. If it has just started, wait for its first job, then run this again."
         )
     monitor, mode = _monitor(parent, runs)
-    return [_job(run, monitor) for run in runs], monitor, mode
+    return [_job(run, monitor, mode) for run in runs], monitor, mode
 
 
 def _client(uri: str):
@@ -143,12 +147,30 @@ def _monitor(parent, runs) -> tuple[str, str]:
         monitor = max(set(keys), key=keys.count)[5:] if keys else "val/accuracy"
     mode = parent.data.tags.get(TAG_MODE)
     if mode not in ("min", "max"):
-        mode = "min" if any(k in monitor for k in ("loss", "mse", "mae")) else "max"
+        mode = _mode_of(monitor)
     return monitor, mode
 
 
-def _job(run, monitor: str) -> Job:
+def _mode_of(metric: str) -> str:
+    """As ``core.train.monitor_of`` decides ``monitor_mode: auto``."""
+    return "min" if any(k in metric for k in ("loss", "mse", "mae")) else "max"
+
+
+def _job_monitor(run, monitor: str, mode: str) -> tuple[str, str]:
+    """The job's own monitored metric and mode: a sweep across tasks monitors accuracy
+    on classification and MSE on regression jobs (``monitor: auto``), and each job logs
+    ``best_<its monitor>``; the sweep's monitor when the job logged none."""
+    best = sorted(k[5:] for k in run.data.metrics if k.startswith("best_"))
+    own = monitor if monitor in best or not best else best[0]
+    if own == monitor:
+        return own, mode
+    configured = run.data.params.get("monitor_mode", "auto")
+    return own, configured if configured in ("min", "max") else _mode_of(own)
+
+
+def _job(run, sweep_monitor: str, sweep_mode: str) -> Job:
     params, tags = run.data.params, run.data.tags
+    monitor, mode = _job_monitor(run, sweep_monitor, sweep_mode)
     value = run.data.metrics.get(f"best_{monitor}")
     finished = run.info.status == "FINISHED"
     ok = finished and value is not None and math.isfinite(value)
@@ -163,5 +185,15 @@ def _job(run, monitor: str) -> Job:
     return Job(
         run.info.run_id, run.info.run_name or run.info.run_id, params.get("loss.name", "?"),
         params.get("optimizer.name", "?"), lr, params.get("seed", "?"), run.info.status,
-        value if ok else None, error,
+        value if ok else None, error, params.get("data.name", "?"), monitor, mode,
+        run.info.start_time or 0,
     )  # fmt: skip
+
+
+def history(client, run_id: str, metric: str) -> list[tuple[int, float, int]]:
+    """``(epoch, value, timestamp ms)`` of a job's per-epoch ``metric``, epochs from 1.
+
+    Lightning and the stacked loop log a validation metric once per epoch (at the
+    epoch's last global step); its timestamp is when that epoch's training ended."""
+    found = sorted(client.get_metric_history(run_id, metric), key=lambda m: (m.step, m.timestamp))
+    return [(epoch, m.value, m.timestamp) for epoch, m in enumerate(found, 1)]

@@ -32,7 +32,10 @@ def _report(args: argparse.Namespace) -> int:
     from lossopt.core.report import print_report, write_report
     from lossopt.core.tracking import default_uri
 
-    report = write_report(args.uri or default_uri(), args.experiment, args.sweep, args.out)
+    report = write_report(
+        args.uri or default_uri(), args.experiment, args.sweep, args.out,
+        args.target, args.target_fraction,
+    )  # fmt: skip
     print_report(report, Console())
     return 0
 
@@ -76,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", help="output folder (default: reports/<sweep run name>/)")
     report.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    report.add_argument(
+        "--target", type=float, help="time-to-target: the validation value to reach (all tasks)"
+    )
+    report.add_argument(
+        "--target-fraction", type=float, default=0.95,
+        help="time-to-target by default: this fraction of the best on each task (0.95)",
+    )  # fmt: skip
     report.set_defaults(run=_report)
     ui = commands.add_parser("ui", help="open the MLflow UI on this directory's store")
     ui.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")

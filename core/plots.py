@@ -32,7 +32,7 @@ def confusion_figure(matrix, title: str = "Test confusion matrix") -> Figure:
     ``matrix``: [C, C] counts (a tensor or an array). A bare ``Figure`` (not pyplot's):
     nothing to close, and it can be drawn in another process.
     """
-    counts = matrix.cpu().numpy() if hasattr(matrix, "cpu") else np.asarray(matrix)
+    counts = _counts(matrix)
     n = counts.shape[0]
     fig = Figure(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n), dpi=100)
     ax = fig.add_subplot()
@@ -40,20 +40,45 @@ def confusion_figure(matrix, title: str = "Test confusion matrix") -> Figure:
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
-    limit = counts.max() / 2 if counts.size else 0
     for i in range(n):
         for j in range(n):
-            color = "white" if counts[i, j] > limit else "black"
-            ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=8, color=color)
+            ax.text(j, i, "", ha="center", va="center", fontsize=8)
+    _fill_confusion(image, ax.texts, counts)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 
 
+def _counts(matrix) -> np.ndarray:
+    return matrix.cpu().numpy() if hasattr(matrix, "cpu") else np.asarray(matrix)
+
+
+def _fill_confusion(image, texts: Sequence, counts: np.ndarray) -> None:
+    """The counts into a confusion figure's image and cell labels (row by row)."""
+    image.set_data(counts)
+    image.set_clim(counts.min(), counts.max())
+    limit = counts.max() / 2 if counts.size else 0
+    for text, count in zip(texts, counts.flat, strict=True):
+        text.set_text(str(int(count)))
+        text.set_color("white" if count > limit else "black")
+
+
+# One figure per matrix size, refilled for each matrix: a sweep writes a confusion
+# matrix per job, and building and laying out the figure is half of each one's cost.
+_confusion_figures: dict[int, Figure] = {}
+
+
 def save_confusion(matrix, path: str | Path) -> str:
     """``confusion_figure(matrix)`` written as a PNG file; returns its path. A function
     of plain arrays, so that a worker process can draw it (see ``core.launcher``)."""
-    confusion_figure(matrix).savefig(path)
+    counts = _counts(matrix)
+    fig = _confusion_figures.get(counts.shape[0])
+    if fig is None:
+        fig = _confusion_figures[counts.shape[0]] = confusion_figure(counts)
+    else:
+        ax = fig.axes[0]
+        _fill_confusion(ax.images[0], ax.texts, counts)
+    fig.savefig(path)
     return str(path)
 
 
@@ -141,4 +166,119 @@ def curves_figure(
         fig.legend(title="loss + optimizer (lr)", loc="outside right upper", fontsize="small")
     else:
         ax.text(0.5, 0.5, f"no per-epoch history of {metric}", ha="center", transform=ax.transAxes)
+    return fig
+
+
+def _grid(n: int, cols: int, width: float = 4.4, height: float = 3.4, sharey=False):
+    """A figure of ``n`` panels in rows of ``cols``, the unused ones hidden."""
+    cols = max(min(n, cols), 1)
+    rows = math.ceil(max(n, 1) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols + 1.8, height * rows + 0.8), dpi=110,
+        sharey=sharey, squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def lr_sensitivity_by_task(tasks: Sequence[tuple[str, str, str, Mapping]]):
+    """Learning-rate sensitivity of a sweep across tasks: a row of panels per task, one
+    panel per loss that ran on it, one line per optimizer (mean ± std over seeds).
+
+    tasks: ``[(task, metric, mode, {loss: {optimizer: [(lr, mean, std), …]}}), …]``.
+    """
+    cols = max((len(panels) for *_, panels in tasks), default=1)
+    fig, axes = plt.subplots(
+        max(len(tasks), 1), max(cols, 1), figsize=(3.6 * cols + 1.8, 2.9 * len(tasks) + 0.8),
+        dpi=100, sharey="row", squeeze=False, layout="constrained",
+    )  # fmt: skip
+    optimizers = sorted({o for *_, panels in tasks for lines in panels.values() for o in lines})
+    color = dict(zip(optimizers, _colors(len(optimizers)), strict=True))
+    for row, (task, metric, mode, panels) in zip(axes, tasks, strict=False):
+        for ax, (loss, lines) in zip(row, panels.items(), strict=False):
+            for optimizer, points in sorted(lines.items()):
+                _line(ax, sorted(points), color[optimizer], optimizer)
+            ax.set_xscale("log")
+            ax.set_title(f"{task}: {loss}", fontsize="medium")
+            ax.grid(True, alpha=0.3)
+        for ax in row[len(panels) :]:
+            ax.set_visible(False)
+        row[0].set_ylabel(f"best {metric}\n({_better(mode)})")
+    for ax in axes[-1]:
+        ax.set_xlabel("learning rate (log scale)")
+    handles = [plt.Line2D([], [], color=color[o], marker="o", label=o) for o in optimizers]
+    if handles:
+        fig.legend(handles=handles, title="optimizer", loc="outside right upper")
+    fig.suptitle("Learning-rate sensitivity per task (mean ± std over seeds)")
+    return fig
+
+
+def curves_by_task(tasks: Sequence[tuple[str, str, str, Mapping]]):
+    """Validation curves at the best lr, one panel per task.
+
+    tasks: ``[(task, metric, mode, {label: [(epoch, mean, std), …]}), …]``.
+    """
+    fig, axes = _grid(len(tasks), 3, 5.2, 3.8)
+    for ax, (task, metric, mode, curves) in zip(axes.flat, tasks, strict=False):
+        for (label, points), color in zip(curves.items(), _colors(len(curves)), strict=True):
+            _line(ax, points, color, label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=task, xlabel="epoch", ylabel=f"{metric} ({_better(mode)})")
+        ax.grid(True, alpha=0.3)
+        if curves:
+            ax.legend(fontsize="x-small", title="best pairs (lr)", title_fontsize="x-small")
+    fig.suptitle("Validation curves at each pair's best learning rate (mean ± std over seeds)")
+    return fig
+
+
+def profile_figure(ratios: Mapping[str, Sequence[float]], highlighted: Sequence[str]):
+    """Dolan–Moré performance profiles: ρ(τ), the share of a pair's tasks on which its
+    best-lr result is within a factor τ of the task's best, against τ (log axis).
+
+    ratios: ``{label: [ratio on each task it ran on]}``; ``highlighted`` labels are drawn
+    in colour with a legend, the others in thin grey.
+    """
+    finite = [r for rs in ratios.values() for r in rs if math.isfinite(r)]
+    top = max(max(finite, default=1.0) * 1.15, 1.1)
+    fig, ax = plt.subplots(figsize=(9.5, 5.5), dpi=110, layout="constrained")
+    colors = dict(zip(highlighted, _colors(len(highlighted)), strict=True))
+    for label, rs in sorted(ratios.items(), key=lambda item: item[0] in colors):
+        x = [1.0, *sorted(r for r in rs if r < top), top]
+        y = [sum(r <= t for r in rs) / len(rs) for t in x]
+        hl = label in colors
+        ax.step(x, y, where="post", color=colors.get(label, "0.75"), linewidth=2 if hl else 0.8,
+                label=label if hl else None, zorder=3 if hl else 1)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlim(1.0, top)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set(
+        xlabel="τ: within a factor τ of the best on the task (log scale)",
+        ylabel="ρ(τ): share of the pair's tasks",
+        title="Performance profiles of (loss, optimizer) at their best learning rate",
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    if colors:
+        fig.legend(title="loss + optimizer", loc="outside right upper", fontsize="small")
+    return fig
+
+
+def budget_figure(tasks: Sequence[tuple[str, str, str, Mapping[str, Sequence[float]]]]):
+    """Tuning-budget curves: the expected best result when k learning rates of the grid
+    are tried at random, k = 1 … grid size, one panel per task, a line per pair.
+
+    tasks: ``[(task, metric, mode, {label: [E[best of k] for k = 1 …]}), …]``.
+    """
+    fig, axes = _grid(len(tasks), 3, 5.2, 3.8)
+    for ax, (task, metric, mode, curves) in zip(axes.flat, tasks, strict=False):
+        for (label, curve), color in zip(curves.items(), _colors(len(curves)), strict=True):
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, color=color,
+                    label=label)  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=task, xlabel="learning rates tried (k)",
+               ylabel=f"expected best {metric}\n({_better(mode)})")  # fmt: skip
+        ax.grid(True, alpha=0.3)
+        if curves:
+            ax.legend(fontsize="x-small")
+    fig.suptitle("Tuning budget: expected best of k random learning rates of the grid")
     return fig
