@@ -1,4 +1,5 @@
-"""The ``lossopt`` command: ``plugins``, ``train``, ``report``, ``ui``.
+"""The ``lossopt`` command: ``plugins``, ``check``, ``new-plugin``, ``train``, ``report``,
+``ui``.
 
 User errors (LossoptError) are printed as one message with a non-zero exit status;
 anything else is a bug and keeps its traceback.
@@ -17,6 +18,10 @@ from lossopt.core.errors import LossoptError, print_error
 __all__ = ["main"]
 
 
+# The kinds `new-plugin` writes ("dataset" is the kind `data`).
+NEW_PLUGIN_KINDS = ["loss", "optimizer", "model", "dataset", "scheduler"]
+
+
 def _plugins(args: argparse.Namespace) -> int:
     from lossopt.core.plugin_view import show_plugin, show_plugins
 
@@ -25,6 +30,27 @@ def _plugins(args: argparse.Namespace) -> int:
         show_plugin(console, args.name)
     else:
         show_plugins(console, args.kind)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from lossopt.core.check_view import run_checks
+
+    return run_checks(Console(), args.names, args.all, args.verbose)
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from lossopt.core.scaffold import write_package
+
+    written = write_package(args.dir, args.kind, args.name)
+    console = Console()
+    console.print(f"Wrote {len(written)} files to {args.dir}:")
+    for path in written:
+        console.print(f"  {path}")
+    console.print(
+        f"Next: pip install -e {args.dir}, then 'lossopt check {args.name}' and "
+        f"'pytest {args.dir}'."
+    )
     return 0
 
 
@@ -65,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("name", nargs="?", help="NAME or KIND/NAME")
     plugins.add_argument("--kind", help="list only this kind (loss, optimizer, …)")
     plugins.set_defaults(run=_plugins)
+    check = commands.add_parser(
+        "check", help="run the conformance rules on plugins; exit 1 if any rule fails"
+    )
+    check.add_argument("names", nargs="*", metavar="NAME", help="NAME or KIND/NAME")
+    check.add_argument("--all", action="store_true", help="check every registered plugin")
+    check.add_argument("-v", "--verbose", action="store_true", help="say why rules do not apply")
+    check.set_defaults(run=_check)
+    new_plugin = commands.add_parser(
+        "new-plugin", help="write a ready plugin package: entry point, spec, tests, README"
+    )
+    new_plugin.add_argument("dir", help="the folder to create; its name is the distribution's")
+    new_plugin.add_argument("--kind", required=True, choices=NEW_PLUGIN_KINDS)
+    new_plugin.add_argument("--name", required=True, help="the plugin's name (loss=NAME …)")
+    new_plugin.set_defaults(run=_new_plugin)
     commands.add_parser(
         "train", help="run one experiment, or a sweep with -m (Hydra overrides follow)"
     )
