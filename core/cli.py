@@ -8,6 +8,8 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +17,7 @@ from rich.console import Console
 
 from lossopt.core.errors import LossoptError, print_error
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 
 # The kinds `new-plugin` writes ("dataset" is the kind `data`).
@@ -153,5 +155,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``lossopt`` program: ``main()``, then a quick exit.
+
+    Once the command has finished and every exit handler has run (threads joined, logs
+    and MLflow's queues flushed, SQLite checkpointed), the process ends without tearing
+    down its modules one by one: with torch (CUDA build), Lightning and MLflow loaded,
+    that teardown alone takes 2–4 s of every command on a 2-core machine. An uncaught
+    error keeps the normal exit and its traceback.
+    """
+    # Registered before anything else is imported: exit handlers run last-in first-out,
+    # so this one runs after all the others.
+    atexit.register(_leave_quickly)
+    try:
+        code = main()
+    except SystemExit as stop:  # a failed sweep's status, Hydra's --help…
+        if not isinstance(stop.code, int | None):
+            raise  # a message for the normal exit to print
+        code = stop.code or 0
+    _exit_code.append(code)
+    sys.exit(code)
+
+
+_exit_code: list[int] = []
+
+
+def _leave_quickly() -> None:
+    if _exit_code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_code[0])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -7,6 +7,7 @@ lossopt owns the run's life: whatever happens, it ends FINISHED, FAILED or KILLE
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -128,7 +129,18 @@ def open_client(uri: str):
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(path, timeout=20)) as db:
             db.execute("PRAGMA journal_mode=WAL")
+        atexit.register(_checkpoint, path)
     return MlflowClient(tracking_uri=uri)
+
+
+def _checkpoint(path: Path) -> None:
+    """Move what the write-ahead log holds into the database file, so that the file
+    alone is the whole store (a copy of it misses nothing) even when the process ends
+    without closing its connections (``cli.entry``)."""
+    import sqlite3
+
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 _SQLITE = "sqlite:///"
