@@ -34,7 +34,8 @@ def confusion_figure(matrix, title: str = "Test confusion matrix") -> Figure:
     """
     counts = _counts(matrix)
     n = counts.shape[0]
-    fig = Figure(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n), dpi=100)
+    side = 0.5 * max(n, 4)  # the matrix, in inches; then room for labels and colour bar
+    fig = Figure(figsize=(side + 1.3, side + 1.0), dpi=100)
     ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues")
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
@@ -45,7 +46,13 @@ def confusion_figure(matrix, title: str = "Test confusion matrix") -> Figure:
             ax.text(j, i, "", ha="center", va="center", fontsize=8)
     _fill_confusion(image, ax.texts, counts)
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    # Margins in inches, the same whatever the counts (no tight_layout, which would
+    # draw the figure once more and move it with the colour bar's labels): a figure
+    # refilled with other counts is the figure drawn for them alone.
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=0.7 / width, right=1 - 0.6 / width, bottom=0.6 / height, top=1 - 0.4 / height
+    )
     return fig
 
 
