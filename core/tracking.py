@@ -162,6 +162,10 @@ class TrackedRun:
     uri: str | None = None
     experiment: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    # Params and metrics not yet written: they go to the store together, in as few
+    # transactions as MLflow's batch limits allow, when the run ends.
+    pending_params: list = field(default_factory=list)
+    pending_metrics: list = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
@@ -202,21 +206,28 @@ class TrackedRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        if self.enabled:
-            from mlflow.entities import Metric
-
-            now = _now_ms()
-            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-            self.client.log_batch(self.run_id, metrics=batch)
+        """Final values (step 0), written with the run's end."""
+        now = _now_ms()
+        self.log_history([(k, v, 0, now) for k, v in metrics.items()])
 
     def log_history(self, entries: Sequence[tuple[str, float, int, int]]) -> None:
-        """Metric values recorded earlier: (key, value, step, timestamp in ms) each."""
+        """Metric values recorded earlier: (key, value, step, timestamp in ms) each;
+        written with the run's end."""
         if self.enabled:
             from mlflow.entities import Metric
 
-            metrics = [Metric(key, float(value), ms, step) for key, value, step, ms in entries]
-            for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
-                self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+            self.pending_metrics += [Metric(k, float(v), ms, step) for k, v, step, ms in entries]
+
+    def write_pending(self) -> None:
+        """Pending params and metrics in batches of MLflow's limits (100 params, 1000
+        values in all): one transaction for a small run's whole record."""
+        params, metrics = self.pending_params, self.pending_metrics
+        while params or metrics:
+            some_params, params = params[:_BATCH_PARAMS], params[_BATCH_PARAMS:]
+            room = _BATCH_VALUES - len(some_params)
+            some_metrics, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(self.run_id, metrics=some_metrics, params=some_params)
+        self.pending_params, self.pending_metrics = [], []
 
     def log_input(self, description: Mapping[str, Any], context: str = "train") -> None:
         """The dataset as a run input (name, digest of its description, profile)."""
@@ -247,6 +258,7 @@ class TrackedRun:
 
 
 _INPUT_ATTEMPTS = 3
+_BATCH_PARAMS, _BATCH_VALUES = 100, 1000  # MLflow's limits for one log_batch
 _BUFFER_VARIABLE, _BUFFER_SECONDS = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", 5
 
 
@@ -272,7 +284,8 @@ def tracked_run(
 
     FINISHED when the body returns, KILLED on an interrupt, FAILED on an error, with
     the error message as a tag and the traceback as an artifact. ``started_ms``: when
-    the job started, if before now (a stacked member is recorded after training).
+    the job started, if before now (a stacked member is recorded after training, all
+    its params and metrics in one batch at the end).
     """
     if not cfg.tracking.enabled or not is_rank_zero():
         yield TrackedRun()
@@ -290,13 +303,14 @@ def tracked_run(
         all_tags["mlflow.source.git.commit"] = commit
     run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
     tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
-    params = [Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()]
-    for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
-        client.log_batch(tracked.run_id, params=params[start : start + 100])
+    tracked.pending_params = [Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()]
+    if started_ms is None:  # a live run shows its params while it trains
+        tracked.write_pending()
     client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     status = "FAILED"
     try:
         yield tracked
+        tracked.write_pending()
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit):
         status = "KILLED"
@@ -307,5 +321,8 @@ def tracked_run(
         client.log_text(tracked.run_id, traceback.format_exc(), "error.txt")
         raise
     finally:
+        if status != "FINISHED":  # what was measured before the end, at best effort
+            with contextlib.suppress(Exception):
+                tracked.write_pending()
         mlflow.flush_async_logging()
         client.set_terminated(tracked.run_id, status)

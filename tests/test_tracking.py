@@ -56,3 +56,26 @@ def test_parallel_jobs_logging_one_new_dataset_all_record_it(tmp_path):
     for run_id in run_ids:
         logged = client.get_run(run_id).inputs.dataset_inputs
         assert sorted(i.dataset.name for i in logged) == sorted(f"data{n}" for n in range(DATASETS))
+
+
+def test_a_record_larger_than_mlflows_batch_limits_is_written_whole(tmp_path):
+    # A long member's history (values every epoch and every few steps) and a plugin with
+    # many parameters exceed one log_batch (100 params, 1000 values): nothing is lost.
+    from mlflow.entities import Param
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_client(uri)
+    run_id = client.create_run(experiment_id(client, "batches")).info.run_id
+    run = TrackedRun(client, run_id, uri, "batches")
+    run.pending_params = [Param(f"p{i}", str(i)) for i in range(150)]
+    run.log_history([("train/loss", 1.0 / (step + 1), step, 1_000 + step) for step in range(2500)])
+    run.log_metrics({"best_val/accuracy": 0.9})
+    run.write_pending()
+
+    data = client.get_run(run_id).data
+    assert len(data.params) == 150 and data.params["p149"] == "149"
+    history = client.get_metric_history(run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(2500))
+    assert data.metrics["best_val/accuracy"] == 0.9
+    run.write_pending()  # written once: a second call adds nothing
+    assert len(client.get_metric_history(run_id, "train/loss")) == 2500
