@@ -51,13 +51,15 @@ def _ci(r: Row) -> str:
     return f"[{r.diff_ci[0]:+.4f}, {r.diff_ci[1]:+.4f}]"
 
 
-def analysis_rows(rows: list[Row]) -> list[list[str]]:
-    """Rank, loss, optimizer, Δ to #1 (CI), budget curve, epochs, seconds, seeds reaching."""
+def analysis_rows(rows: list[Row], whole_budget: bool = True) -> list[list[str]]:
+    """Rank, loss, optimizer, Δ to #1 (CI), budget curve (or its ends), epochs, seconds,
+    seeds reaching."""
     out = []
     for r in rows:
         if r.best is None:
             continue
-        budget = " → ".join(f"{v:.3f}" for v in r.budget) or "—"
+        ends = r.budget if whole_budget or len(r.budget) < 3 else (r.budget[0], r.budget[-1])
+        budget = " → ".join(f"{v:.3f}" for v in ends) or "—"
         reach = r.reach
         if reach is None:
             timing = ["—", "—", "—"]

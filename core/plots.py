@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display: figures are written to files and MLflow
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 __all__ = [
     "confusion_figure",
@@ -212,6 +212,9 @@ def lr_sensitivity_by_task(tasks: Sequence[tuple[str, str, str, Mapping]]):
         for ax in row[len(panels) :]:
             ax.set_visible(False)
         row[0].set_ylabel(f"best {metric}\n({_better(mode)})")
+        values = [p[1] for lines in panels.values() for pts in lines.values() for p in pts]
+        if mode == "min" and values and min(values) > 0:  # errors spread over decades
+            row[0].set_yscale("log")
     for ax in axes[-1]:
         ax.set_xlabel("learning rate (log scale)")
     handles = [plt.Line2D([], [], color=color[o], marker="o", label=o) for o in optimizers]
@@ -257,6 +260,8 @@ def profile_figure(ratios: Mapping[str, Sequence[float]], highlighted: Sequence[
         ax.step(x, y, where="post", color=colors.get(label, "0.75"), linewidth=2 if hl else 0.8,
                 label=label if hl else None, zorder=3 if hl else 1)  # fmt: skip
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlim(1.0, top)
     ax.set_ylim(-0.02, 1.02)
     ax.set(

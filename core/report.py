@@ -238,9 +238,10 @@ def _ratios(tasks: list[Task]) -> dict[tuple[str, str], dict[str, float]]:
 
 
 def profile_order(ratios: dict[tuple[str, str], dict[str, float]]) -> list[tuple[str, str]]:
-    """Pairs from the best profile down: by the mean of ρ over ``TAUS``."""
+    """Pairs from the best profile down: by the mean of ρ over ``TAUS``, then by the
+    number of tasks they ran on (a pair run on one task has an easy profile)."""
     score = {p: statistics.fmean(profile(r, tau) for tau in TAUS) for p, r in ratios.items()}
-    return sorted(ratios, key=lambda p: (-score[p], p))
+    return sorted(ratios, key=lambda p: (-score[p], -len(ratios[p]), p))
 
 
 def _figures(report: Report, histories: _Histories) -> dict:
@@ -377,11 +378,11 @@ def print_report(report: Report, console) -> None:
         console.print(table)
         target = "—" if task.target is None else f"{task.target:.4f}"
         extra = Table(title=f"Δ to #1, tuning budget, time to {task.monitor} = {target}")
-        for column in ("#", "loss", "optimizer", "Δ to #1 (95% CI)", "E[best of k lrs]"):
+        for column in ("#", "loss", "optimizer", "Δ to #1 (95% CI)", "E[best], 1 → all lrs"):
             extra.add_column(column)
         for column in ("epochs", "seconds", "reached"):
             extra.add_column(column, justify="right")
-        for row in analysis_rows(task.rows)[: 5 if several else None]:
+        for row in analysis_rows(task.rows, whole_budget=False)[: 5 if several else None]:
             extra.add_row(*row)
         console.print(extra)
     if several:
