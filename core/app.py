@@ -15,6 +15,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 import lossopt.conf
+from lossopt.core._quiet import calm, take_verbose_flag, verbose
 from lossopt.core.errors import LossoptError, print_error
 from lossopt.core.tracking import is_rank_zero
 from lossopt.core.tracking import run_name as run_name_of
@@ -108,8 +109,10 @@ def _hydra_main(cfg: DictConfig) -> float:
     from lossopt.core.sweep import job_context
 
     hydra_cfg = HydraConfig.get()
+    calm(sweep=hydra_cfg.mode == RunMode.MULTIRUN)  # again in a joblib / submitit worker
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        _print_config(cfg)
+        if verbose():
+            _print_config(cfg)
         return _sweep_job(cfg, hydra_cfg, *job_context())
     from lossopt.core.train import run, validate
 
@@ -222,12 +225,12 @@ def _sweep_job(
         print_error(message, f"job {job} failed")
         write_result(results, job, {**row, "status": "failed", "error": message[:500]})
         return float("nan")
-    if member is None:
+    if member is None and verbose():
         _print_summary(result)
-    else:  # a stack's members finish together: one line each
-        run = f", run {result.run_id}" if result.run_id else ""
+    else:  # one line a job; the sweep's summary names the runs
+        run = f", run {result.run_id}" if result.run_id and verbose() else ""
         console.print(
-            f"job {job} [green]finished[/] ({run_name_of(cfg)}): best {result.monitor} "
+            f"job {job} [green]finished[/] {run_name_of(cfg)}: best {result.monitor} "
             f"{result.objective:.4f}{run}"
         )
     write_result(
@@ -246,6 +249,8 @@ def train(args: Sequence[str]) -> int:
 
     from lossopt.core.configs import store_configs
 
+    args = take_verbose_flag(args)
+    calm(sweep=bool({"-m", "--multirun"} & set(args)))
     store_configs()
     register_launcher()
     check_plugin_choices(args)

@@ -20,6 +20,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -161,9 +162,21 @@ def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -
     done.sort(key=lambda r: r["objective"], reverse=mode == "max")
     failed = [r for r in rows if r["status"] == "failed"]
     columns = ("rank", "loss", "optimizer", "lr", "seed", monitor, "status", "run")
-    table = Table(title=f"sweep summary, ranked by {monitor} ({mode})")
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("loss", "optimizer", "lr", "run"))
+    # Readable at 80 columns: no borders, one space between cells; only long plugin
+    # names fold, never a number or a status.
+    table = Table(
+        title=f"sweep summary: {len(rows)} jobs, ranked by {monitor} ({mode})",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in ("#", *columns[1:]):
+        right = column in ("#", "lr", "seed", monitor)
+        wraps = column in ("loss", "optimizer")
+        table.add_column(
+            column, justify="right" if right else "left", no_wrap=not wraps, overflow="fold"
+        )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for rank, row in enumerate(done + failed, start=1):
         score = row.get("objective")

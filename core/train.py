@@ -126,6 +126,7 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from lossopt.core._quiet import job_progress_bar
     from lossopt.core._startup_heap import settle
     from lossopt.core.tracking import is_rank_zero, source_tags, tracked_run
 
@@ -151,7 +152,7 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         trainer = L.Trainer(
             **cfg.trainer,
             logger=tracked.logger(),
-            callbacks=[checkpoint],
+            callbacks=[checkpoint, *job_progress_bar(cfg.trainer)],
             default_root_dir=str(output_dir),
             enable_model_summary=False,
         )
