@@ -128,7 +128,10 @@ def _child_runs(client, parent) -> list:
         same = _search(client, exp_id, f"{_IS_SWEEP} and tags.`{TAG_SWEEP}` = '{sweep_id}'")
         parents |= {run.info.run_id for run in same}
     runs = [
-        r for p in sorted(parents) for r in _search(client, exp_id, f"tags.`{TAG_PARENT}`='{p}'")
+        r
+        for p in sorted(parents)
+        for r in _search(client, exp_id, f"tags.`{TAG_PARENT}`='{p}'")
+        if r.data.tags.get(TAG_IS_SWEEP) != "true"  # a later stage (--rerun-best) is no job
     ]
     latest: dict[str, object] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):

@@ -64,6 +64,14 @@ def _report(args: argparse.Namespace) -> int:
         args.uri or default_uri(), args.experiment, args.sweep, args.out,
         args.target, args.target_fraction,
     )  # fmt: skip
+    if args.rerun_best:
+        from lossopt.core._rerun import rerun_best
+
+        print_report(report, Console())
+        report = rerun_best(
+            report, args.uri or default_uri(), args.rerun_best, args.out,
+            target=args.target, target_fraction=args.target_fraction,
+        )  # fmt: skip
     print_report(report, Console())
     return 0
 
@@ -127,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--target-fraction", type=float, default=0.95,
         help="time-to-target by default: this fraction of the best on each task (0.95)",
+    )  # fmt: skip
+    report.add_argument(
+        "--rerun-best", type=int, metavar="N",
+        help="DeepOBS protocol: re-run each pair's best lr with seeds 0..N-1 as a second "
+        "stage (a child of the sweep's parent run) and report from it",
     )  # fmt: skip
     report.set_defaults(run=_report)
     ui = commands.add_parser("ui", help="open the MLflow UI on this directory's store")
