@@ -187,7 +187,7 @@ def _sweep_job(
     FINISHED ones).
     """
     from lossopt.core._gpu_slots import pin_worker_gpu
-    from lossopt.core.sweep import finished_job, write_result
+    from lossopt.core.sweep import finished_job, unfinished_run, write_result
     from lossopt.core.train import monitor_of, record, run
 
     job = hydra_cfg.job.num
@@ -217,7 +217,13 @@ def _sweep_job(
     try:
         with _as_single_run(hydra_cfg):
             if member is None:
-                result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id)
+                resume = unfinished_run(cfg, parent_run_id) if parent_run_id else None
+                if resume is not None:
+                    console.print(
+                        f"[yellow]resume[/] job {job}: run {resume.info.run_id}, left "
+                        f"{resume.info.status} by a process that has ended"
+                    )
+                result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id, resume)
             else:
                 result = record(cfg, hydra_cfg.runtime.output_dir, parent_run_id, member)
     except Exception as exc:  # one failed job must not stop the sweep

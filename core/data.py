@@ -117,6 +117,16 @@ class TensorDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.shuffle_seed = shuffle_seed
+        # The training order's generator: its state goes into checkpoints, so that a
+        # resumed job shuffles its next epochs as the uninterrupted job would have.
+        self._shuffling: torch.Generator | None = None
+        self._shuffling_restored: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self._shuffling is None else {"shuffling": self._shuffling.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._shuffling_restored = state_dict.get("shuffling")
 
     def class_counts(self) -> torch.Tensor:
         """Examples per class in the training split (float, [num_classes]).
@@ -165,6 +175,9 @@ class TensorDataModule(LightningDataModule):
         if shuffle:
             seed = torch.initial_seed() if self.shuffle_seed is None else self.shuffle_seed
             generator = torch.Generator().manual_seed(seed)
+            if self._shuffling_restored is not None:
+                generator.set_state(self._shuffling_restored)
+            self._shuffling = generator
         fetches = isinstance(dataset, _Batches)
         return DataLoader(
             dataset,

@@ -19,6 +19,7 @@ its calls to ``StackingLauncher`` here.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import multiprocessing
@@ -245,14 +246,22 @@ class StackingLauncher:
 
         from lossopt.core.app import member_task
         from lossopt.core.plots import save_confusion
-        from lossopt.core.stacked import device_of, train_stack
+        from lossopt.core.stacked import MemberOutcome, device_of, train_stack
 
         start = time.perf_counter()
         threads = torch.get_num_threads()
         if device_of(chunk[0].task.trainer).type == "cpu":
             torch.set_num_threads(self.cpu_threads)
+        checkpoint = _stack_checkpoint(chunk)
         try:
-            outcomes = train_stack([j.task for j in chunk], [j.output_dir for j in chunk])
+            outcomes = train_stack(
+                [j.task for j in chunk], [j.output_dir for j in chunk], checkpoint
+            )
+        except LossoptError as exc:  # e.g. another process is training these jobs
+            for job in chunk:
+                failed = MemberOutcome({"name": job.task.data.name}, _now_ms(), error=exc)
+                returns[job.index] = self._run(job, member_task(failed))
+            return
         except Exception as exc:  # the stack failed as a whole: its jobs run alone
             print_error(
                 f"{type(exc).__name__}: {exc}",
@@ -278,6 +287,8 @@ class StackingLauncher:
                     )
             for job, outcome in zip(chunk, outcomes, strict=True):
                 returns[job.index] = self._run(job, member_task(outcome))
+        if checkpoint is not None:  # every member is recorded: nothing left to resume
+            checkpoint.unlink(missing_ok=True)
 
     def _run(self, job: _Job, task_function: Any) -> Any:
         from hydra.core.utils import configure_log, run_job
@@ -292,6 +303,23 @@ class StackingLauncher:
         )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return result
+
+
+def _stack_checkpoint(chunk: list[_Job]) -> Path | None:
+    """Where a stack keeps its state between epochs: in the sweep's resume folder
+    (the same for every run of the sweep's command), named after its jobs."""
+    from lossopt.core.sweep import resume_dir
+    from lossopt.core.tracking import fingerprint
+
+    folder = resume_dir()
+    if folder is None:
+        return None
+    jobs = sorted(fingerprint(job.task) for job in chunk)
+    return folder / f"stack-{hashlib.sha256(' '.join(jobs).encode()).hexdigest()[:16]}.pt"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _drawing_pool() -> ProcessPoolExecutor:

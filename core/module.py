@@ -224,6 +224,20 @@ class ExperimentModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The random state goes with the weights (dropout masks, random augmentations):
+        # a job resumed from this checkpoint draws what the uninterrupted job would have.
+        checkpoint["lossopt_rng"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["lossopt_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("lossopt_rng", {})
+        if "cpu" in states:
+            torch.set_rng_state(states["cpu"])
+        if "cuda" in states and torch.cuda.device_count() == len(states["cuda"]):
+            torch.cuda.set_rng_state_all(states["cuda"])
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Optimizers for sparse gradients (SparseAdam) get the same gradient in sparse
         # form; for dense models this gives a lazy, element-wise update.

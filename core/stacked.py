@@ -31,6 +31,7 @@ through the same code a job run alone uses (``train.record``).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 
 from lossopt.core._stack import Losses, Stack, clip_per_member, config_key, optimizers_for
 from lossopt.core.configs import build, plugin_values
+from lossopt.core.errors import LossoptError
 from lossopt.core.module import diverged
 from lossopt.core.stacked_metrics import StackedMetrics
 from lossopt.core.train import _loss_values, monitor_of
@@ -154,11 +156,15 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list[MemberOutcome]:
+def train_stack(
+    cfgs: Sequence[DictConfig], output_dirs: Sequence[Path], checkpoint: Path | None = None
+) -> list[MemberOutcome]:
     """Train the jobs ``cfgs`` as one stack; one outcome per job, in the same order.
 
     The jobs must share data, model and trainer settings (the launcher groups them).
-    A job whose plugins cannot be built fails alone, with its error.
+    A job whose plugins cannot be built fails alone, with its error. ``checkpoint``:
+    the file where the stack's whole state is kept after every epoch; when it exists,
+    training resumes from it (a process killed mid-sweep, run again).
     """
     started = _now_ms()
     # Members that share a loss, then an optimizer, sit next to each other in the stack.
@@ -176,7 +182,7 @@ def train_stack(cfgs: Sequence[DictConfig], output_dirs: Sequence[Path]) -> list
         else:
             stacked.append((i, member))
     if stacked:
-        trained = _Training([m for _, m in stacked], data, started).run()
+        trained = _Training([m for _, m in stacked], data, started, checkpoint).run()
         for (i, member), outcome in zip(stacked, trained, strict=True):
             if outcome.error is None and outcome.best_epoch >= 0:
                 outcome.best_checkpoint = _save_checkpoint(member, outcome, output_dirs[i])
@@ -188,8 +194,11 @@ class _Training:
     """One stack's training: epochs of steps, validation, checkpoint bookkeeping and
     the divergence check, then the test pass on the best weights."""
 
-    def __init__(self, members: list[Member], data: Any, started: int) -> None:
+    def __init__(
+        self, members: list[Member], data: Any, started: int, checkpoint: Path | None = None
+    ) -> None:
         cfg = members[0].cfg
+        self.checkpoint = checkpoint
         self.members, self.data, self.cfg = members, data, cfg
         self.device = device_of(cfg.trainer)
         self.splits = {
@@ -227,11 +236,14 @@ class _Training:
         step_losses: list[tuple[int, Tensor, int]] = []
         epochs = int(self.cfg.trainer.max_epochs)
         shown = bool(self.cfg.trainer.enable_progress_bar)
+        first = self._resume(step_losses)
         with Progress(transient=True, disable=not shown) as progress:
             bar = progress.add_task(f"{len(self.members)} jobs stacked, epoch", total=epochs)
-            for epoch in range(epochs):
+            progress.advance(bar, first)
+            for epoch in range(first, epochs):
                 self._train_epoch(every, step_losses)
                 self._end_epoch(epoch)
+                self._save(epoch, step_losses)
                 progress.advance(bar)
                 if not self.alive.any():
                     break
@@ -244,6 +256,79 @@ class _Training:
                 ]
         self._test()
         return self.outcomes
+
+    def _save(self, epoch: int, step_losses: list) -> None:
+        """Everything the next epochs depend on, written atomically: weights, optimizer
+        and schedule states, best weights and values, each member's history, failures
+        and shuffling generator, and the random state."""
+        if self.checkpoint is None:
+            return
+        from lossopt.core.tracking import process_identity
+
+        state = {
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "owner": process_identity(),
+            "params": {n: p.detach() for n, p in self.stack.params.items()},
+            "best_params": self.best_params,
+            "best_value": self.best_value,
+            "alive": self.alive,
+            "outcomes": [(o.started_ms, o.history, o.best_epoch, o.error) for o in self.outcomes],
+            "optimizers": [(o.state_dict(), s.state_dict()) for o, s, _ in self.optimizers],
+            "shuffling": [m.batches.generator.get_state() for m in self.members],
+            "rng": torch.get_rng_state(),
+            "step_losses": step_losses,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint.with_suffix(".partial")
+        torch.save(state, partial)
+        os.replace(partial, self.checkpoint)
+
+    def _resume(self, step_losses: list) -> int:
+        """The first epoch to train: after the checkpoint's, when there is one."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        from lossopt.core.tracking import TAG_HOST, TAG_PID, is_running
+
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if is_running(state["owner"]):
+            raise LossoptError(
+                f"these {len(self.members)} jobs are being trained by process "
+                f"{state['owner'][TAG_PID]} on {state['owner'][TAG_HOST]} (checkpoint "
+                f"{self.checkpoint}); re-run the sweep once that process has ended."
+            )
+        with torch.no_grad():
+            for name, p in self.stack.params.items():
+                p.copy_(state["params"][name])
+        self.best_params, self.best_value = state["best_params"], state["best_value"]
+        self.alive = state["alive"]
+        for k, (outcome, (started, history, best_epoch, error)) in enumerate(
+            zip(self.outcomes, state["outcomes"], strict=True)
+        ):
+            outcome.started_ms, outcome.history, outcome.best_epoch = started, history, best_epoch
+            if error is not None:
+                self._fail(k, error)
+        for (optimizer, schedule, _), (opt_state, schedule_state) in zip(
+            self.optimizers, state["optimizers"], strict=True
+        ):
+            optimizer.load_state_dict(opt_state)
+            schedule.load_state_dict(schedule_state)
+        for member, shuffling in zip(self.members, state["shuffling"], strict=True):
+            member.batches.generator.set_state(shuffling)
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.global_step = state["global_step"]
+        step_losses[:] = state["step_losses"]
+        from rich.console import Console
+
+        Console().print(
+            f"resumed {len(self.members)} stacked jobs after epoch {state['epoch']} "
+            f"from {self.checkpoint}"
+        )
+        return state["epoch"] + 1
 
     def _train_epoch(self, every: int, step_losses: list) -> None:
         """One epoch of steps; each member's batches in its own job's order."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossopt.core.errors import print_error
+from lossopt.core.errors import LossoptError, print_error
 from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
 
 __all__ = [
@@ -32,12 +33,18 @@ __all__ = [
     "finished_fingerprints",
     "finished_job",
     "job_context",
+    "resume_dir",
+    "unfinished_run",
     "write_result",
 ]
 
 PARENT_ENV = "LOSSOPT_PARENT_RUN_ID"
 RESULTS_ENV = "LOSSOPT_SWEEP_RESULTS"
+RESUME_ENV = "LOSSOPT_RESUME_DIR"
 TAG_IS_SWEEP = "lossopt.sweep"
+# The folder of the sweep's first run, where stacks keep their state between epochs:
+# a re-run of the command (a new output folder) finds it through the parent run.
+TAG_RESUME_DIR = "lossopt.resume_dir"
 
 
 def sweep_id(config: DictConfig) -> str:
@@ -51,6 +58,13 @@ def job_context() -> tuple[str | None, Path | None]:
     """(parent run id, results folder) when running as a job of a sweep."""
     results = os.environ.get(RESULTS_ENV)
     return os.environ.get(PARENT_ENV) or None, Path(results) if results else None
+
+
+def resume_dir() -> Path | None:
+    """Where this sweep's stacks keep their state between epochs (None outside a
+    tracked sweep: nothing could find it again)."""
+    folder = os.environ.get(RESUME_ENV)
+    return Path(folder) if folder else None
 
 
 def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
@@ -78,6 +92,54 @@ def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
         cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
     )
     return runs[0] if runs else None
+
+
+# A job on another host whose checkpoint has not changed for this long is taken for
+# dead (this host cannot look at another's processes).
+STALE_AFTER_S = 3600
+
+
+def unfinished_run(cfg: DictConfig, parent_run_id: str) -> Any | None:
+    """This job's latest run in the sweep that its process left RUNNING or KILLED, to
+    be continued; None if there is none. A job still running (on this host: its
+    process is alive; on another: its checkpoint changed within ``STALE_AFTER_S``) is
+    not started twice: that is an error saying where it runs."""
+    from lossopt.core.tracking import (
+        TAG_HOST,
+        TAG_OUTPUT_DIR,
+        TAG_PID,
+        is_running,
+        open_client,
+        tracking_uri,
+    )
+
+    client = open_client(tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
+            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs or runs[0].info.status not in ("RUNNING", "KILLED"):
+        return None
+    run = runs[0]
+    tags = run.data.tags
+    alive = is_running(tags)
+    if alive is None:  # another host: judged by when its checkpoint last changed
+        last = Path(tags.get(TAG_OUTPUT_DIR, "")) / "checkpoints" / "last.ckpt"
+        changed = last.stat().st_mtime if last.exists() else run.info.start_time / 1000
+        alive = time.time() - changed < STALE_AFTER_S
+    if alive and run.info.status == "RUNNING":
+        raise LossoptError(
+            f"this job is running already: run {run.info.run_id}, process "
+            f"{tags.get(TAG_PID)} on {tags.get(TAG_HOST)}. It is not started twice; "
+            "re-run the sweep once that process has ended."
+        )
+    return run
 
 
 def finished_fingerprints(cfg: DictConfig, parent_run_id: str) -> set[str]:
@@ -111,8 +173,10 @@ class SweepCallback(Callback):
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
+        resume = Path(str(config.hydra.sweep.dir)).resolve() / ".lossopt-resume"
         if existing:
             self.parent_run_id = existing[0].info.run_id
+            resume = Path(existing[0].data.tags.get(TAG_RESUME_DIR, resume))
             client.update_run(self.parent_run_id, status="RUNNING")
             Console().print(f"Resuming sweep: parent run {self.parent_run_id}")
         else:
@@ -124,10 +188,12 @@ class SweepCallback(Callback):
                 "lossopt.monitor": monitor,
                 "lossopt.monitor_mode": mode,
                 "lossopt.overrides": overrides[:5000],
+                TAG_RESUME_DIR: str(resume),
             }
             run = client.create_run(exp_id, tags=tags, run_name=f"sweep-{sid[:8]}")
             self.parent_run_id = run.info.run_id
         os.environ[PARENT_ENV] = self.parent_run_id
+        os.environ[RESUME_ENV] = str(resume)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         rows = self._rows()
@@ -140,7 +206,7 @@ class SweepCallback(Callback):
             client.log_text(self.parent_run_id, markdown, "summary.md")
             client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
             client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
-        for variable in (PARENT_ENV, RESULTS_ENV):
+        for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV):
             os.environ.pop(variable, None)
         if failed:
             Console(stderr=True).print(f"[bold red]{len(failed)} of {len(rows)} jobs failed.[/]")

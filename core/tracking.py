@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
     "TrackedRun",
+    "is_running",
+    "process_identity",
     "computed_values",
     "default_uri",
     "fingerprint",
@@ -45,6 +47,10 @@ _DISPLAY_ONLY = frozenset({"trainer.enable_progress_bar", "trainer.enable_model_
 TAG_FINGERPRINT = "lossopt.fingerprint"
 TAG_SWEEP = "lossopt.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
+# Who is running a job, so that a re-run can tell a live job from one left RUNNING by
+# a dead process; and where its checkpoints are, to resume it.
+TAG_HOST, TAG_PID, TAG_PID_STARTED = "lossopt.host", "lossopt.pid", "lossopt.pid_started"
+TAG_OUTPUT_DIR = "lossopt.output_dir"
 
 
 def default_uri() -> str:
@@ -273,19 +279,70 @@ def is_rank_zero() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
+def process_identity() -> dict[str, str]:
+    """This process as run tags: host, pid and the pid's start time (a pid is reused
+    by later processes, the pair is not)."""
+    import socket
+
+    pid = os.getpid()
+    return {
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(pid),
+        TAG_PID_STARTED: _process_started(pid) or "",
+    }
+
+
+def is_running(identity: Mapping[str, str]) -> bool | None:
+    """Whether the process ``identity`` names (``process_identity()`` tags) still runs;
+    None when it ran on another host, where this one cannot look."""
+    import socket
+
+    if identity.get(TAG_HOST) != socket.gethostname():
+        return None
+    try:
+        pid = int(identity.get(TAG_PID) or 0)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    started = _process_started(pid)
+    return started != "dead" and (
+        not identity.get(TAG_PID_STARTED) or started in (None, identity[TAG_PID_STARTED])
+    )
+
+
+def _process_started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot ("dead" for a zombie); None
+    where /proc does not tell (not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return "dead" if fields[0] in ("Z", "X") else fields[19]
+
+
 @contextlib.contextmanager
 def tracked_run(
     cfg: DictConfig,
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
     started_ms: int | None = None,
+    resume_run_id: str | None = None,
 ) -> Iterator[TrackedRun]:
     """Create the job's run before training and always give it a terminal status.
 
     FINISHED when the body returns, KILLED on an interrupt, FAILED on an error, with
     the error message as a tag and the traceback as an artifact. ``started_ms``: when
     the job started, if before now (a stacked member is recorded after training, all
-    its params and metrics in one batch at the end).
+    its params and metrics in one batch at the end). ``resume_run_id``: a run of this
+    job that a dead process left unfinished, continued instead of a new one.
     """
     if not cfg.tracking.enabled or not is_rank_zero():
         yield TrackedRun()
@@ -296,17 +353,24 @@ def tracked_run(
     uri = tracking_uri(cfg)
     client = open_client(uri)
     exp_id = experiment_id(client, cfg.tracking.experiment)
-    all_tags = {TAG_FINGERPRINT: fingerprint(cfg), **tags}
+    all_tags = {TAG_FINGERPRINT: fingerprint(cfg), **tags, **process_identity()}
     if parent_run_id:
         all_tags[TAG_PARENT] = parent_run_id
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
-    tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
-    tracked.pending_params = [Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()]
-    if started_ms is None:  # a live run shows its params while it trains
-        tracked.write_pending()
-    client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    if resume_run_id is not None:  # its params and config are recorded already
+        client.update_run(resume_run_id, status="RUNNING")
+        client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+        tracked = TrackedRun(client, resume_run_id, uri, cfg.tracking.experiment)
+    else:
+        run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
+        tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
+        tracked.pending_params = [
+            Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()
+        ]
+        if started_ms is None:  # a live run shows its params while it trains
+            tracked.write_pending()
+        client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     status = "FAILED"
     try:
         yield tracked

@@ -121,18 +121,38 @@ def _module(cfg: DictConfig, data: Any, model: Any, loss: Any) -> Any:
     )
 
 
-def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = None) -> RunResult:
-    """Train and test one configuration; see the module docstring."""
+LAST_CHECKPOINT = "last.ckpt"  # written every epoch while a job trains, to resume it
+
+
+def run(
+    cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = None, resume: Any = None
+) -> RunResult:
+    """Train and test one configuration; see the module docstring.
+
+    ``resume``: this job's MLflow run left unfinished by a dead process (``sweep.
+    unfinished_run``): the job continues that run, from the last epoch its checkpoint
+    folder holds, so it ends as the uninterrupted job would have.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lossopt.core._quiet import job_progress_bar
     from lossopt.core._startup_heap import settle
-    from lossopt.core.tracking import is_rank_zero, source_tags, tracked_run
+    from lossopt.core.tracking import TAG_OUTPUT_DIR, is_rank_zero, source_tags, tracked_run
 
+    checkpoints = Path(output_dir) / "checkpoints"
+    last = None
+    if resume is not None and (before := resume.data.tags.get(TAG_OUTPUT_DIR)):
+        last = Path(before) / "checkpoints" / LAST_CHECKPOINT
+        if last.exists():  # same folder: Lightning then restores the best checkpoint's record
+            checkpoints, output_dir = last.parent, before
+        else:
+            last = None
+    tags = {**source_tags(cfg), TAG_OUTPUT_DIR: str(Path(output_dir).resolve())}
+    resume_id = resume.info.run_id if resume is not None else None
     # 1. Track: the run exists before anything else happens, and always ends with a
     # terminal status, so even a config error in a sweep's job is a FAILED run.
-    with tracked_run(cfg, source_tags(cfg), parent_run_id) as tracked:
+    with tracked_run(cfg, tags, parent_run_id, resume_run_id=resume_id) as tracked:
         settle()  # start-up is over (Lightning and MLflow imported): see _startup_heap
         # 2. Validate everything before anything heavy runs.
         validate(cfg)
@@ -146,20 +166,22 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         module = _module(cfg, data, model, loss)
         monitor, mode = monitor_of(cfg)
         checkpoint = ModelCheckpoint(
-            dirpath=Path(output_dir) / "checkpoints", monitor=monitor, mode=mode, save_top_k=1
+            dirpath=checkpoints, monitor=monitor, mode=mode, save_top_k=1, save_last=True
         )
         tracked.log_input(data.describe())
         trainer = L.Trainer(
             **cfg.trainer,
             logger=tracked.logger(),
-            callbacks=[checkpoint, *job_progress_bar(cfg.trainer)],
+            callbacks=[checkpoint, _history_with_checkpoints(), *job_progress_bar(cfg.trainer)],
             default_root_dir=str(output_dir),
             enable_model_summary=False,
         )
-        # 4. Fit, then test the best checkpoint.
-        trainer.fit(module, datamodule=data)
+        # 4. Fit (from the last epoch a dead process saved), then test the best checkpoint.
+        trainer.fit(module, datamodule=data, ckpt_path=last)
         if trainer.interrupted:
             raise KeyboardInterrupt
+        if is_rank_zero():  # only needed while the job can be interrupted
+            (checkpoints / LAST_CHECKPOINT).unlink(missing_ok=True)
         best = checkpoint.best_model_path or None
         tested = trainer.test(
             module, datamodule=data, ckpt_path="best" if best else None, verbose=False
@@ -177,6 +199,21 @@ def run(cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None = Non
         # 5. Summarize into the run.
         _summarize(tracked, cfg, monitor, objective, confusion, best)
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
+
+
+def _history_with_checkpoints():
+    """A callback: the metrics logged so far reach the store whenever a checkpoint is
+    written (MLflow's queue holds them a few seconds otherwise), so a job killed later
+    and resumed from that checkpoint keeps its history up to it."""
+    from lightning.pytorch.callbacks import Callback
+
+    class HistoryWithCheckpoints(Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            import mlflow
+
+            mlflow.flush_async_logging()
+
+    return HistoryWithCheckpoints()
 
 
 def _summarize(

@@ -1,0 +1,126 @@
+"""Crash recovery: a sweep killed hard (SIGKILL) mid-job, run again, ends as if it had
+never stopped; a run left RUNNING is resumed only when its process is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from lossopt.core.tracking import TAG_HOST, TAG_PID, is_running, process_identity
+
+COMMON = ["optimizer.lr=0.05", "trainer.enable_progress_bar=false"]
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lossopt.core.cli", "train", "-m", *args, *COMMON]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
+
+
+def _killed_after(command: list[str], cwd: Path, pattern: str, writes: int) -> None:
+    """Start ``command`` and SIGKILL it once a file matching ``pattern`` under ``cwd``
+    has been written ``writes`` times (a checkpoint per epoch)."""
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        for path in cwd.glob(pattern):
+            with contextlib.suppress(OSError):  # replaced while looking
+                seen.add(path.stat().st_mtime_ns)
+        if len(seen) >= writes:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the sweep ended before it could be killed"
+
+
+def _children(cwd: Path) -> tuple[MlflowClient, dict[str, object]]:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lossopt")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, {r.data.tags["lossopt.fingerprint"]: r for r in children}
+
+
+def _same_record(whole: Path, resumed: Path) -> None:
+    """Every job of the resumed sweep FINISHED once, with the uninterrupted sweep's
+    metrics and its whole per-epoch validation history."""
+    client_a, runs_a = _children(whole)
+    client_b, runs_b = _children(resumed)
+    assert runs_a.keys() == runs_b.keys()
+    assert all(r.info.status == "FINISHED" for r in runs_b.values())
+    for key, a in runs_a.items():
+        b = runs_b[key]
+        for metric in ("best_val/accuracy", "test/accuracy", "test/loss"):
+            assert b.data.metrics[metric] == pytest.approx(a.data.metrics[metric], abs=1e-5)
+        history = [
+            {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/loss")}
+            for client, run in ((client_a, a), (client_b, b))
+        ]
+        assert history[0].keys() == history[1].keys()
+        for step, value in history[0].items():
+            assert history[1][step] == pytest.approx(value, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_job_killed_mid_training_resumes_from_its_last_epoch_in_the_same_run(tmp_path):
+    command = _command("hydra/launcher=basic", "trainer.max_epochs=12")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir(), resumed.mkdir()
+    assert subprocess.run(command, cwd=whole, capture_output=True, env=_env()).returncode == 0
+
+    _killed_after(command, resumed, "multirun/*/*/*/checkpoints/last.ckpt", writes=3)
+    _, left = _children(resumed)
+    assert [r.info.status for r in left.values()] == ["RUNNING"]  # as the dead process left it
+    again = subprocess.run(command, cwd=resumed, capture_output=True, text=True, env=_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    (run_id,) = [r.info.run_id for r in left.values()]
+    assert f"resume job 0: run {run_id}" in again.stdout
+    _same_record(whole, resumed)  # one run: the same one, continued
+    assert not list(resumed.glob("multirun/*/*/*/checkpoints/last.ckpt"))
+
+
+@pytest.mark.slow
+def test_a_stack_killed_mid_training_resumes_from_its_last_epoch(tmp_path):
+    command = _command("loss=cross_entropy,focal", "optimizer=sgd,adamw", "trainer.max_epochs=30")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir(), resumed.mkdir()
+    assert subprocess.run(command, cwd=whole, capture_output=True, env=_env()).returncode == 0
+
+    _killed_after(command, resumed, "multirun/*/*/.lossopt-resume/stack-*.pt", writes=4)
+    again = subprocess.run(command, cwd=resumed, capture_output=True, text=True, env=_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed 4 stacked jobs after epoch" in again.stdout
+    _same_record(whole, resumed)
+    assert not list(resumed.glob("multirun/*/*/.lossopt-resume/stack-*.pt"))
+
+
+def test_this_process_is_running_and_an_ended_one_is_not():
+    assert is_running(process_identity()) is True
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = {**process_identity(), TAG_PID: str(ended.pid)}
+    ended.wait()
+    assert is_running(identity) is False
+
+
+def test_a_pid_reused_by_another_process_is_not_the_job():
+    # The pid is alive (this process) but started at another time: not the job's.
+    identity = {**process_identity(), "lossopt.pid_started": "1"}
+    assert is_running(identity) is False
+
+
+def test_a_process_on_another_host_cannot_be_seen_from_here():
+    assert is_running({**process_identity(), TAG_HOST: "another-host.invalid"}) is None
