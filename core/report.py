@@ -41,7 +41,7 @@ __all__ = ["Cell", "Job", "Reach", "Report", "Row", "Task", "print_report", "wri
 
 CURVES_SHOWN = 10  # best-ranked pairs drawn in curves.png; more is unreadable
 CURVES_PER_TASK = 5  # the same, per panel of a sweep across tasks
-BUDGET_SHOWN = 6  # pairs drawn per task in budget.png
+BUDGET_SHOWN = 6  # pairs drawn per task in budget.png: the 3 best and the 3 worst
 PROFILE_SHOWN = 10  # pairs drawn in colour in profiles.png
 TAUS = (1.0, 1.02, 1.05, 1.1, 1.25, 1.5)  # where the profile table reads ρ(τ)
 TARGET_FRACTION = 0.95
@@ -260,9 +260,9 @@ def _figures(report: Report, histories: _Histories) -> dict:
     budgets = []
     for t in tasks:
         rows = sorted((r for r in t.rows if r.budget), key=lambda r: -_sign(t.mode) * _area(r))
-        budgets.append(
-            (t.name, t.monitor, t.mode, {_label(r): r.budget for r in rows[:BUDGET_SHOWN]})
-        )
+        half = BUDGET_SHOWN // 2  # the best and the worst: the spread a budget makes
+        drawn = rows if len(rows) <= BUDGET_SHOWN else rows[:half] + rows[-half:]
+        budgets.append((t.name, t.monitor, t.mode, {_label(r): r.budget for r in drawn}))
     return {
         "lr_sensitivity.png": plots.lr_sensitivity_by_task(
             [(t.name, t.monitor, t.mode, _panels(t.cells)) for t in tasks]
