@@ -157,14 +157,18 @@ def _now_ms() -> int:
 
 
 def train_stack(
-    cfgs: Sequence[DictConfig], output_dirs: Sequence[Path], checkpoint: Path | None = None
+    cfgs: Sequence[DictConfig],
+    output_dirs: Sequence[Path],
+    checkpoint: Path | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> list[MemberOutcome]:
     """Train the jobs ``cfgs`` as one stack; one outcome per job, in the same order.
 
     The jobs must share data, model and trainer settings (the launcher groups them).
     A job whose plugins cannot be built fails alone, with its error. ``checkpoint``:
-    the file where the stack's whole state is kept after every epoch; when it exists,
-    training resumes from it (a process killed mid-sweep, run again).
+    the file where the stack's whole state is kept at the end of an epoch, at most
+    every ``checkpoint_every_s`` seconds; when it exists, training resumes from it (a
+    process killed mid-sweep, run again).
     """
     started = _now_ms()
     # Members that share a loss, then an optimizer, sit next to each other in the stack.
@@ -182,7 +186,8 @@ def train_stack(
         else:
             stacked.append((i, member))
     if stacked:
-        trained = _Training([m for _, m in stacked], data, started, checkpoint).run()
+        members = [m for _, m in stacked]
+        trained = _Training(members, data, started, checkpoint, checkpoint_every_s).run()
         for (i, member), outcome in zip(stacked, trained, strict=True):
             if outcome.error is None and outcome.best_epoch >= 0:
                 outcome.best_checkpoint = _save_checkpoint(member, outcome, output_dirs[i])
@@ -195,10 +200,16 @@ class _Training:
     the divergence check, then the test pass on the best weights."""
 
     def __init__(
-        self, members: list[Member], data: Any, started: int, checkpoint: Path | None = None
+        self,
+        members: list[Member],
+        data: Any,
+        started: int,
+        checkpoint: Path | None = None,
+        checkpoint_every_s: float = 0.0,
     ) -> None:
         cfg = members[0].cfg
-        self.checkpoint = checkpoint
+        self.checkpoint, self.checkpoint_every_s = checkpoint, checkpoint_every_s
+        self.saved = time.monotonic()
         self.members, self.data, self.cfg = members, data, cfg
         self.device = device_of(cfg.trainer)
         self.splits = {
@@ -261,7 +272,7 @@ class _Training:
         """Everything the next epochs depend on, written atomically: weights, optimizer
         and schedule states, best weights and values, each member's history, failures
         and shuffling generator, and the random state."""
-        if self.checkpoint is None:
+        if self.checkpoint is None or time.monotonic() - self.saved < self.checkpoint_every_s:
             return
         from lossopt.core.tracking import process_identity
 
@@ -285,6 +296,7 @@ class _Training:
         partial = self.checkpoint.with_suffix(".partial")
         torch.save(state, partial)
         os.replace(partial, self.checkpoint)
+        self.saved = time.monotonic()
 
     def _resume(self, step_losses: list) -> int:
         """The first epoch to train: after the checkpoint's, when there is one."""

@@ -95,7 +95,12 @@ def test_a_job_killed_mid_training_resumes_from_its_last_epoch_in_the_same_run(t
 
 @pytest.mark.slow
 def test_a_stack_killed_mid_training_resumes_from_its_last_epoch(tmp_path):
-    command = _command("loss=cross_entropy,focal", "optimizer=sgd,adamw", "trainer.max_epochs=30")
+    command = _command(
+        "loss=cross_entropy,focal",
+        "optimizer=sgd,adamw",
+        "trainer.max_epochs=30",
+        "hydra.launcher.checkpoint_every_s=0",  # every epoch: killed after the 4th
+    )
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     whole.mkdir(), resumed.mkdir()
     assert subprocess.run(command, cwd=whole, capture_output=True, env=_env()).returncode == 0
