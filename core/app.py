@@ -28,7 +28,7 @@ console = Console()
 
 
 def register_launcher() -> None:
-    """Make lossopt's vectorized launcher known to Hydra.
+    """Make lossopt's vectorized launcher and Optuna sweeper known to Hydra.
 
     Hydra 1.3 finds launchers by walking the ``hydra_plugins`` namespace package, which
     an editable install hides from it (setuptools' import hook cannot be walked; Hydra
@@ -37,10 +37,12 @@ def register_launcher() -> None:
     """
     from hydra.core.plugins import Plugins
 
-    import hydra_plugins.lossopt_launcher as module
+    import hydra_plugins.lossopt_launcher as launcher
+    import hydra_plugins.lossopt_optuna as sweeper
 
-    name = f"{module.__name__}.{module.VectorizedLauncher.__name__}"
-    Plugins.instance().class_name_to_class.setdefault(name, module.VectorizedLauncher)
+    for plugin in (launcher.VectorizedLauncher, sweeper.OptunaSweeper):
+        name = f"{plugin.__module__}.{plugin.__name__}"
+        Plugins.instance().class_name_to_class.setdefault(name, plugin)
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -33,6 +33,7 @@ __all__ = [
     "finished_fingerprints",
     "finished_job",
     "job_context",
+    "read_result",
     "resume_dir",
     "unfinished_run",
     "write_result",
@@ -70,6 +71,13 @@ def resume_dir() -> Path | None:
 def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{job_num}.json").write_text(json.dumps(dict(row), default=str))
+
+
+def read_result(results: Path | None, job_num: int) -> dict[str, Any] | None:
+    """What job ``job_num`` wrote with ``write_result`` (its status, objective, run
+    id), or None."""
+    path = results / f"{job_num}.json" if results else None
+    return json.loads(path.read_text()) if path and path.exists() else None
 
 
 def _finished_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1):

@@ -8,6 +8,8 @@ a real installation, so the registry discovers the fake one the same way.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -75,3 +77,25 @@ def fake_dist(tmp_path: Path) -> Iterator[FakeDist]:
             if module.partition(".")[0] in top_levels:
                 del sys.modules[module]
         refresh()
+
+
+LossoptCli = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture(scope="session")
+def lossopt_cli() -> LossoptCli:
+    """``lossopt_cli(*args, cwd=folder)``: run the ``lossopt`` command in a fresh
+    process, output captured, tables 200 columns wide; a hung command fails the test
+    after 300 s instead of stalling CI."""
+
+    def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lossopt.core.cli", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    return run

@@ -40,6 +40,7 @@ def test_wheel_installs_and_works_outside_the_checkout(tmp_path):
         "lossopt/conf/train.yaml",
         "lossopt/conf/trainer/cpu.yaml",
         "hydra_plugins/lossopt_launcher/__init__.py",  # where Hydra looks for launchers
+        "hydra_plugins/lossopt_optuna/__init__.py",  # … and sweepers
     ):
         assert expected in names, expected
     assert not any(n.startswith(("lossopt/tests/", "lossopt/examples/")) for n in names)
@@ -67,14 +68,17 @@ def test_wheel_installs_and_works_outside_the_checkout(tmp_path):
         "from hydra.core.plugins import Plugins\n"
         "from hydra.plugins.launcher import Launcher\n"
         "print(','.join(p.__name__ for p in Plugins.instance().discover(Launcher)))\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "print(','.join(p.__name__ for p in Plugins.instance().discover(Sweeper)))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    module_file, config_dir, losses, focal, launchers = out.stdout.splitlines()[:5]
+    module_file, config_dir, losses, focal, launchers, sweepers = out.stdout.splitlines()[:6]
     assert module_file.startswith(str(target)) and config_dir.startswith(str(target))
     assert "focal" in losses.split(",") and "FocalLoss" in focal
     # Installed from a wheel, Hydra's own plugin scan finds the vectorized launcher.
     assert "VectorizedLauncher" in launchers.split(",")
+    assert "OptunaSweeper" in sweepers.split(",")
