@@ -1,5 +1,5 @@
 """The ``lossopt`` command: ``plugins``, ``check``, ``new-plugin``, ``train``, ``report``,
-``ui``.
+``ui``, ``server``.
 
 User errors (LossoptError) are printed as one message with a non-zero exit status;
 anything else is a bug and keeps its traceback.
@@ -88,6 +88,15 @@ def _ui(args: argparse.Namespace) -> int:
     return subprocess.call([*command, "--host", "127.0.0.1", "--port", str(args.port)])
 
 
+def _server(args: argparse.Namespace) -> int:
+    from lossopt.core.server import ServerSettings, run_server
+
+    settings = ServerSettings(
+        args.host, args.port, args.backend_store_uri, args.artifacts_destination, args.workers
+    )
+    return run_server(settings, Console())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lossopt",
@@ -146,6 +155,26 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(run=_ui)
+    server = commands.add_parser(
+        "server", help="run an MLflow tracking server for sweeps on several machines or a team"
+    )
+    server.add_argument(
+        "--host", default="127.0.0.1",
+        help="interface to bind (default: 127.0.0.1, this machine only; 0.0.0.0: the network)",
+    )  # fmt: skip
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument(
+        "--backend-store-uri",
+        help="where runs are stored: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: sqlite:///<cwd>/mlflow-server/mlflow.db)",
+    )
+    server.add_argument(
+        "--artifacts-destination",
+        help="where the server keeps uploaded artifacts: a folder or s3://… "
+        "(default: <cwd>/mlflow-server/artifacts)",
+    )
+    server.add_argument("--workers", type=int, help="server worker processes (MLflow's default)")
+    server.set_defaults(run=_server)
     return parser
 
 
