@@ -42,8 +42,11 @@ __all__ = [
 # Config sections that do not change what a job computes (where it logs, how much
 # it prints), left out of the fingerprint that identifies a job across re-runs.
 _NOT_IN_FINGERPRINT = ("tracking", "hydra")
-# Trainer settings that only change what is printed, likewise (dotted keys).
-_DISPLAY_ONLY = frozenset({"trainer.enable_progress_bar", "trainer.enable_model_summary"})
+# Settings that only change what is printed or how often progress is saved, likewise
+# (dotted keys).
+_DISPLAY_ONLY = frozenset(
+    {"trainer.enable_progress_bar", "trainer.enable_model_summary", "checkpoint_every_s"}
+)
 TAG_FINGERPRINT = "lossopt.fingerprint"
 TAG_SWEEP = "lossopt.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
@@ -352,6 +355,10 @@ def tracked_run(
 
     uri = tracking_uri(cfg)
     client = open_client(uri)
+    # MLflow's queue of asynchronous writes belongs to the store of its global URI:
+    # flushing it (here and at each resume point) must reach this job's store, and
+    # not open a default store in the working directory.
+    mlflow.set_tracking_uri(uri)
     exp_id = experiment_id(client, cfg.tracking.experiment)
     all_tags = {TAG_FINGERPRINT: fingerprint(cfg), **tags, **process_identity()}
     if parent_run_id:

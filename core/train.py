@@ -61,6 +61,11 @@ def validate(cfg: DictConfig) -> None:
                 f"model={cfg.model.name}: needs image inputs [C, H, W], but data="
                 f"{cfg.data.name} gives {list(cfg.data.input_shape)}. Use model=mlp."
             )
+    if cfg.get("checkpoint_every_s", 0) < 0:
+        problems.append(
+            f"checkpoint_every_s: {cfg.checkpoint_every_s} is negative; give seconds >= 0 "
+            "(0 saves a resume point after every epoch)"
+        )
     if cfg.monitor_mode not in ("auto", "min", "max"):
         problems.append(f"monitor_mode: {cfg.monitor_mode!r} is not one of auto, min, max")
     if problems:
@@ -165,14 +170,15 @@ def run(
         _check_matrix_only(cfg, model, loss)
         module = _module(cfg, data, model, loss)
         monitor, mode = monitor_of(cfg)
-        checkpoint = ModelCheckpoint(
-            dirpath=checkpoints, monitor=monitor, mode=mode, save_top_k=1, save_last=True
-        )
+        checkpoint = ModelCheckpoint(dirpath=checkpoints, monitor=monitor, mode=mode, save_top_k=1)
+        resume_point = _resume_point(checkpoints / LAST_CHECKPOINT, cfg.checkpoint_every_s)
         tracked.log_input(data.describe())
         trainer = L.Trainer(
             **cfg.trainer,
             logger=tracked.logger(),
-            callbacks=[checkpoint, _history_with_checkpoints(), *job_progress_bar(cfg.trainer)],
+            # Lightning runs checkpoint callbacks last, in this order: the resume point
+            # is saved after the best checkpoint (both at a training epoch's end).
+            callbacks=[checkpoint, resume_point, *job_progress_bar(cfg.trainer)],
             default_root_dir=str(output_dir),
             enable_model_summary=False,
         )
@@ -201,19 +207,35 @@ def run(
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
 
 
-def _history_with_checkpoints():
-    """A callback: the metrics logged so far reach the store whenever a checkpoint is
-    written (MLflow's queue holds them a few seconds otherwise), so a job killed later
-    and resumed from that checkpoint keeps its history up to it."""
-    from lightning.pytorch.callbacks import Callback
+def _resume_point(path: Path, every_s: float):
+    """A callback writing the job's whole training state to ``path`` at the end of a
+    training epoch (after the best checkpoint's, as Lightning's own checkpoints are
+    saved), at most every ``every_s`` seconds, for a re-run to resume from. The metrics
+    logged up to then reach the store with it (MLflow's queue holds them a few seconds
+    otherwise), and the epoch's training metrics, logged after it, when the next epoch
+    starts: a job resumed from it keeps its history."""
+    import time
 
-    class HistoryWithCheckpoints(Callback):
-        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-            import mlflow
+    import mlflow
+    from lightning.pytorch.callbacks import Checkpoint
 
-            mlflow.flush_async_logging()
+    class ResumePoint(Checkpoint):
+        saved = time.monotonic()  # a job shorter than every_s never writes one
+        flush = False
 
-    return HistoryWithCheckpoints()
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            due = time.monotonic() - self.saved >= every_s
+            if trainer.strategy.broadcast(due):  # rank 0 decides: saving is collective
+                mlflow.flush_async_logging()
+                trainer.save_checkpoint(path)
+                self.saved, self.flush = time.monotonic(), True
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if self.flush:
+                mlflow.flush_async_logging()
+                self.flush = False
+
+    return ResumePoint()
 
 
 def _summarize(

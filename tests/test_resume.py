@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from lossopt.core.tracking import TAG_HOST, TAG_PID, is_running, process_identity
 
-COMMON = ["optimizer.lr=0.05", "trainer.enable_progress_bar=false"]
+# A resume point after every epoch: the tests kill the sweeps after a few.
+COMMON = ["optimizer.lr=0.05", "trainer.enable_progress_bar=false", "checkpoint_every_s=0"]
 
 
 def _command(*args: str) -> list[str]:
@@ -99,7 +100,6 @@ def test_a_stack_killed_mid_training_resumes_from_its_last_epoch(tmp_path):
         "loss=cross_entropy,focal",
         "optimizer=sgd,adamw",
         "trainer.max_epochs=30",
-        "hydra.launcher.checkpoint_every_s=0",  # every epoch: killed after the 4th
     )
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     whole.mkdir(), resumed.mkdir()
@@ -129,3 +129,12 @@ def test_a_pid_reused_by_another_process_is_not_the_job():
 
 def test_a_process_on_another_host_cannot_be_seen_from_here():
     assert is_running({**process_identity(), TAG_HOST: "another-host.invalid"}) is None
+
+
+def test_a_negative_checkpoint_interval_is_one_clear_error():
+    from lossopt.core.app import compose
+    from lossopt.core.errors import ConfigError
+    from lossopt.core.train import validate
+
+    with pytest.raises(ConfigError, match="checkpoint_every_s: -1 is negative"):
+        validate(compose(["checkpoint_every_s=-1"]))

@@ -174,12 +174,6 @@ def test_a_sweep_against_the_server_is_a_parent_with_its_children(server, sweep_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracked_run's mlflow.flush_async_logging() resolves MLflow's global store, "
-    "by default sqlite:///mlflow.db in the job's folder, when no Lightning logger set it "
-    "(a stacked member); core/tracking.py is to flush through the run's own client",
-)
 def test_a_stacked_sweep_against_the_server_leaves_no_local_store(sweep_with):
     _, cwd = sweep_with("vectorized")
     assert not (cwd / "mlflow.db").exists()

@@ -23,9 +23,6 @@ class VectorizedLauncherConf:
     max_members: Optional[int] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
     # torch's threads while a stack trains on the CPU; null takes half the cores.
     cpu_threads: Optional[int] = None  # noqa: UP045
-    # A stack saves its state (to resume after a crash) at the end of an epoch when
-    # this many seconds have passed since it last did; 0: every epoch.
-    checkpoint_every_s: float = 10.0
 
 
 ConfigStore.instance().store(
@@ -40,11 +37,10 @@ class VectorizedLauncher(Launcher):
         self,
         max_members: Optional[int] = None,  # noqa: UP045
         cpu_threads: Optional[int] = None,  # noqa: UP045
-        checkpoint_every_s: float = 10.0,
     ) -> None:
         from lossopt.core.launcher import StackingLauncher
 
-        self._launcher = StackingLauncher(max_members, cpu_threads, checkpoint_every_s)
+        self._launcher = StackingLauncher(max_members, cpu_threads)
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self._launcher.setup(
