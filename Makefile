@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/lossopt-example-plugins
 
-.PHONY: install train test test-fast lint format ui constraints clean
+.PHONY: install train test test-fast lint format ui constraints clean browser
 
 $(STAMP): pyproject.toml constraints.txt $(EXAMPLE)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,8 +23,15 @@ train: $(STAMP)
 	$(BIN)/lossopt train $(ARGS)
 
 # Every test, the slow end-to-end ones included. Exit status 5 (no test ran) fails too.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The browser test (tests/test_ui_browser.py) drives Debian's headless Chromium.
+browser:
+	@if command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "no chromedriver, and no apt-get as root to install it: the browser test will skip"; fi
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)

@@ -83,7 +83,8 @@ def _ui(args: argparse.Namespace) -> int:
 
     uri = args.uri or default_uri()
     console = Console()
-    console.print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl+C stops it)")
+    url = _ui_landing(uri, f"http://127.0.0.1:{args.port}", args.experiment)
+    console.print(f"MLflow UI for {uri} (Ctrl+C stops it); open:\n{url}", soft_wrap=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     return subprocess.call([*command, "--host", "127.0.0.1", "--port", str(args.port)])
 
@@ -95,6 +96,22 @@ def _server(args: argparse.Namespace) -> int:
         args.host, args.port, args.backend_store_uri, args.artifacts_destination, args.workers
     )
     return run_server(settings, Console())
+
+
+def _ui_landing(uri: str, base: str, experiment: str | None) -> str:
+    """The experiment's runs, in its latest sweep's view (``core._ui_view``)."""
+    from pathlib import Path
+
+    from lossopt.core._ui_view import ensure_training_view, landing, runs_url
+    from lossopt.core.tracking import open_client
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return runs_url(base, None)  # nothing tracked here yet
+    client = open_client(uri)
+    experiment_id, view = landing(client, experiment)
+    if experiment_id is not None:
+        ensure_training_view(client, experiment_id)
+    return runs_url(base, experiment_id, view)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="open the MLflow UI on this directory's store")
     ui.add_argument("--uri", help="tracking URI (default: sqlite:///<cwd>/mlflow.db)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--experiment", help="open this experiment (default: the latest sweep's)")
     ui.set_defaults(run=_ui)
     server = commands.add_parser(
         "server", help="run an MLflow tracking server for sweeps on several machines or a team"

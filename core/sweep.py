@@ -170,8 +170,19 @@ class SweepCallback(Callback):
         os.environ[RESULTS_ENV] = str(self.results)
         if not config.tracking.enabled:
             return
+        from mlflow.entities import Param
+
+        from lossopt.core._ui_view import (
+            VIEW_TAG,
+            ensure_training_view,
+            grid_size,
+            sweep_axes,
+            sweep_name,
+            sweep_view,
+        )
         from lossopt.core.tracking import experiment_id, open_client, tracking_uri
 
+        axes = sweep_axes(config)
         client = open_client(tracking_uri(config))  # creates the schema, once
         exp_id = experiment_id(client, config.tracking.experiment)
         sid = sweep_id(config)
@@ -198,8 +209,14 @@ class SweepCallback(Callback):
                 "lossopt.overrides": overrides[:5000],
                 TAG_RESUME_DIR: str(resume),
             }
-            run = client.create_run(exp_id, tags=tags, run_name=f"sweep-{sid[:8]}")
+            name = sweep_name(config.tracking.experiment, axes, grid_size(axes))
+            run = client.create_run(exp_id, tags=tags, run_name=name)
             self.parent_run_id = run.info.run_id
+            # The axes as params, under the children's keys: the parent's row shows them.
+            client.log_batch(self.parent_run_id, params=[Param(k, v[:6000]) for k, v, _ in axes])
+        ensure_training_view(client, exp_id)
+        view = sweep_view(axes, f"best_{monitor_of(config)[0]}")
+        client.set_experiment_tag(exp_id, VIEW_TAG + sid, view)
         os.environ[PARENT_ENV] = self.parent_run_id
         os.environ[RESUME_ENV] = str(resume)
 
@@ -213,6 +230,10 @@ class SweepCallback(Callback):
             client = open_client(tracking_uri(config))
             client.log_text(self.parent_run_id, markdown, "summary.md")
             client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
+            from lossopt.core._ui_view import sweep_axes, sweep_name
+
+            name = sweep_name(config.tracking.experiment, sweep_axes(config), len(rows))
+            client.update_run(self.parent_run_id, name=name)
             client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
         for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV):
             os.environ.pop(variable, None)
