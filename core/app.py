@@ -28,7 +28,8 @@ console = Console()
 
 
 def register_launcher() -> None:
-    """Make lossopt's vectorized launcher and Optuna sweeper known to Hydra.
+    """Make lossopt's Hydra plugins (vectorized launcher, Optuna and grids sweepers)
+    known to Hydra.
 
     Hydra 1.3 finds launchers by walking the ``hydra_plugins`` namespace package, which
     an editable install hides from it (setuptools' import hook cannot be walked; Hydra
@@ -38,9 +39,10 @@ def register_launcher() -> None:
     from hydra.core.plugins import Plugins
 
     import hydra_plugins.lossopt_launcher as launcher
-    import hydra_plugins.lossopt_optuna as sweeper
+    import hydra_plugins.lossopt_optuna as optuna
+    import hydra_plugins.lossopt_sweeper as grids
 
-    for plugin in (launcher.VectorizedLauncher, sweeper.OptunaSweeper):
+    for plugin in (launcher.VectorizedLauncher, optuna.OptunaSweeper, grids.GridsSweeper):
         name = f"{plugin.__module__}.{plugin.__name__}"
         Plugins.instance().class_name_to_class.setdefault(name, plugin)
 

@@ -257,10 +257,11 @@ def record(
     record ``run`` leaves, from the member's outcome. A failed member raises its error
     inside the run, which ends FAILED with it."""
     from lossopt.core._startup_heap import settle
-    from lossopt.core.tracking import source_tags, tracked_run
+    from lossopt.core.tracking import TAG_OUTPUT_DIR, source_tags, tracked_run
 
     monitor, _ = monitor_of(cfg)
-    with tracked_run(cfg, source_tags(cfg), parent_run_id, outcome.started_ms) as tracked:
+    tags = {**source_tags(cfg), TAG_OUTPUT_DIR: str(Path(output_dir).resolve())}
+    with tracked_run(cfg, tags, parent_run_id, outcome.started_ms) as tracked:
         settle()
         tracked.log_input(outcome.data)
         tracked.log_history(outcome.history)

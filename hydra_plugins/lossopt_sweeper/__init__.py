@@ -31,7 +31,6 @@ from typing import Any, Dict, List, Optional  # noqa: UP035
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.experimental.callback import Callback
 
 # The config (`hydra/sweeper/grids`) is a YAML file in lossopt.experiments, on Hydra's
 # search path: found whether or not Hydra's scan walks this package.
@@ -65,14 +64,3 @@ class GridsSweeper(BasicSweeper):
         listed = [list(job) for job in jobs]
         size = max_batch_size if max_batch_size and max_batch_size > 0 else len(listed) or 1
         return [listed[i : i + size] for i in range(0, len(listed), size)]
-
-
-class RegisterGridsSweeper(Callback):
-    """A Hydra callback that puts ``GridsSweeper`` in Hydra's plugin table, as Hydra's
-    scan would have; ``hydra/sweeper/grids`` adds it (callbacks are built before the
-    sweeper)."""
-
-    def __init__(self) -> None:
-        from hydra.core.plugins import Plugins
-
-        Plugins.instance().register(GridsSweeper)
