@@ -38,13 +38,16 @@ def register_launcher() -> None:
     """
     from hydra.core.plugins import Plugins
 
+    # The scan first: it re-executes the modules it finds (Hydra's own basic sweeper
+    # among them), so a class imported before it would subclass a BasicSweeper that
+    # the module no longer holds (super() then fails in its methods).
+    plugins = Plugins.instance()
     import hydra_plugins.lossopt_launcher as launcher
     import hydra_plugins.lossopt_optuna as optuna
     import hydra_plugins.lossopt_sweeper as grids
 
     for plugin in (launcher.VectorizedLauncher, optuna.OptunaSweeper, grids.GridsSweeper):
-        name = f"{plugin.__module__}.{plugin.__name__}"
-        Plugins.instance().class_name_to_class.setdefault(name, plugin)
+        plugins.register(plugin)  # replaces a copy the scan may have loaded
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

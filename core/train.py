@@ -189,9 +189,7 @@ def run(
         if is_rank_zero():  # only needed while the job can be interrupted
             (checkpoints / LAST_CHECKPOINT).unlink(missing_ok=True)
         best = checkpoint.best_model_path or None
-        tested = trainer.test(
-            module, datamodule=data, ckpt_path="best" if best else None, verbose=False
-        )
+        tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)
         metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
         score = checkpoint.best_model_score
         objective = float(score) if score is not None else math.nan
