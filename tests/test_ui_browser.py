@@ -6,9 +6,11 @@ Screenshots are kept in tests/artifacts/ui/ (git-ignored) for a person to look a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +64,7 @@ def ui(tmp_path_factory):
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # its own process group: the UI's workers stop with it
     )
     try:
         url = next(line.strip() for line in server.stdout if line.startswith("http"))
@@ -75,8 +78,14 @@ def ui(tmp_path_factory):
                 time.sleep(0.5)
         yield driver, url, runs
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        # `lossopt ui` runs `mlflow ui`, which starts uvicorn workers and job consumers:
+        # stopping the command alone would leave them running.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
