@@ -198,9 +198,12 @@ def _sweep_job(
     from lossopt.core.train import monitor_of, record, run
 
     job = hydra_cfg.job.num
-    monitor, _ = monitor_of(cfg)
+    monitor, mode = monitor_of(cfg)
     row = {
         "job": job,
+        "data": cfg.data.name,
+        "monitor": monitor,
+        "mode": mode,
         "loss": cfg.loss.name,
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.get("lr"),

@@ -249,10 +249,40 @@ class SweepCallback(Callback):
 
 
 def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -> str:
-    """Print the ranked table; return it as markdown for the parent run."""
+    """Print the ranked table (one per task when the sweep spans several: each ranked
+    by its own monitored metric); return it as markdown for the parent run."""
     from lossopt.core.train import monitor_of
 
     monitor, mode = monitor_of(config)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:  # result files of older sweeps carry no task: the sweep's
+        key = (
+            row.get("data", config.data.name),
+            row.get("monitor", monitor),
+            row.get("mode", mode),
+        )
+        groups.setdefault(key, []).append(row)
+    lines: list[str] = []
+    for (data, group_monitor, group_mode), group in groups.items():
+        title = f"{len(group)} jobs, ranked by {group_monitor} ({group_mode})"
+        title = f"sweep summary: {title}" if len(groups) == 1 else f"{data}: {title}"
+        if len(groups) > 1:
+            lines.append(f"\n### {title}\n")
+        table, markdown = _ranked(group, group_monitor, group_mode, title)
+        console.print(table)
+        lines += markdown
+    failed = [r for r in rows if r["status"] == "failed"]
+    for row in failed:
+        lines.append(f"\n- job {row['job']} ({' '.join(row['overrides'])}): {row['error']}")
+    for row in failed:
+        print_error(row["error"], f"job {row['job']} failed ({' '.join(row['overrides'])})")
+    return "\n".join(lines) + "\n"
+
+
+def _ranked(
+    rows: list[dict[str, Any]], monitor: str, mode: str, title: str
+) -> tuple[Table, list[str]]:
+    """Jobs ranked by ``monitor`` (failed ones last): a table and its markdown lines."""
     done = [r for r in rows if r["status"] in ("finished", "skipped")]
     done.sort(key=lambda r: r["objective"], reverse=mode == "max")
     failed = [r for r in rows if r["status"] == "failed"]
@@ -260,7 +290,7 @@ def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -
     # Readable at 80 columns: no borders, one space between cells; only long plugin
     # names fold, never a number or a status.
     table = Table(
-        title=f"sweep summary: {len(rows)} jobs, ranked by {monitor} ({mode})",
+        title=title,
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
@@ -287,9 +317,4 @@ def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -
         )
         table.add_row(*cells, style="red" if row in failed else None)
         lines.append("| " + " | ".join(cells) + " |")
-    for row in failed:
-        lines.append(f"\n- job {row['job']} ({' '.join(row['overrides'])}): {row['error']}")
-    console.print(table)
-    for row in failed:
-        print_error(row["error"], f"job {row['job']} failed ({' '.join(row['overrides'])})")
-    return "\n".join(lines) + "\n"
+    return table, lines
