@@ -171,7 +171,9 @@ def run(
         module = _module(cfg, data, model, loss)
         monitor, mode = monitor_of(cfg)
         checkpoint = ModelCheckpoint(dirpath=checkpoints, monitor=monitor, mode=mode, save_top_k=1)
-        resume_point = _resume_point(checkpoints / LAST_CHECKPOINT, cfg.checkpoint_every_s)
+        resume_point = _resume_point(
+            checkpoints / LAST_CHECKPOINT, cfg.checkpoint_every_s, tracked.enabled
+        )
         tracked.log_input(data.describe())
         trainer = L.Trainer(
             **cfg.trainer,
@@ -183,13 +185,16 @@ def run(
             enable_model_summary=False,
         )
         # 4. Fit (from the last epoch a dead process saved), then test the best checkpoint.
-        trainer.fit(module, datamodule=data, ckpt_path=last)
+        # weights_only=False: lossopt's own checkpoints (they hold the random state).
+        trainer.fit(module, datamodule=data, ckpt_path=last, weights_only=False)
         if trainer.interrupted:
             raise KeyboardInterrupt
         if is_rank_zero():  # only needed while the job can be interrupted
             (checkpoints / LAST_CHECKPOINT).unlink(missing_ok=True)
         best = checkpoint.best_model_path or None
-        tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)
+        tested = trainer.test(
+            module, datamodule=data, ckpt_path=best, verbose=False, weights_only=False
+        )
         metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
         score = checkpoint.best_model_score
         objective = float(score) if score is not None else math.nan
@@ -205,13 +210,13 @@ def run(
     return RunResult(objective, monitor, metrics, tracked.run_id, tracked.uri, best)
 
 
-def _resume_point(path: Path, every_s: float):
+def _resume_point(path: Path, every_s: float, tracked: bool):
     """A callback writing the job's whole training state to ``path`` at the end of a
     training epoch (after the best checkpoint's, as Lightning's own checkpoints are
     saved), at most every ``every_s`` seconds, for a re-run to resume from. The metrics
-    logged up to then reach the store with it (MLflow's queue holds them a few seconds
-    otherwise), and the epoch's training metrics, logged after it, when the next epoch
-    starts: a job resumed from it keeps its history."""
+    logged before it reach the store with it (MLflow's queue holds them a few seconds
+    otherwise): a job resumed from it keeps its history (the epoch's training metrics,
+    logged just after it, go with the next one)."""
     import time
 
     import mlflow
@@ -219,19 +224,14 @@ def _resume_point(path: Path, every_s: float):
 
     class ResumePoint(Checkpoint):
         saved = time.monotonic()  # a job shorter than every_s never writes one
-        flush = False
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             due = time.monotonic() - self.saved >= every_s
             if trainer.strategy.broadcast(due):  # rank 0 decides: saving is collective
-                mlflow.flush_async_logging()
-                trainer.save_checkpoint(path)
-                self.saved, self.flush = time.monotonic(), True
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            if self.flush:
-                mlflow.flush_async_logging()
-                self.flush = False
+                if tracked:
+                    mlflow.flush_async_logging()
+                trainer.save_checkpoint(path, weights_only=False)
+                self.saved = time.monotonic()
 
     return ResumePoint()
 
