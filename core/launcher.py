@@ -80,8 +80,10 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
         return None, f"trainer.{unsupported[0]} is not implemented by stacked training"
     if str(trainer.devices) != "1" or str(trainer.strategy) != "auto":
         return None, "it asks for several devices"
-    if str(trainer.precision) not in ("32-true", "32"):
-        return None, f"trainer.precision={trainer.precision}"
+    from lossopt.core.stacked import BF16_MIXED, FLOAT32
+
+    if str(trainer.precision) not in (*FLOAT32, *BF16_MIXED):
+        return None, f"trainer.precision={trainer.precision} is not implemented by stacked training"
     if str(trainer.accelerator) not in ("cpu", "gpu", "cuda", "auto"):
         return None, f"trainer.accelerator={trainer.accelerator}"
     stage, _, metric = monitor_of(cfg)[0].partition("/")

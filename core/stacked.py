@@ -51,7 +51,11 @@ from lossopt.core.module import diverged
 from lossopt.core.stacked_metrics import StackedMetrics
 from lossopt.core.train import _loss_values, monitor_of
 
-__all__ = ["MemberOutcome", "device_of", "member_bytes", "train_stack"]
+__all__ = ["BF16_MIXED", "MemberOutcome", "device_of", "member_bytes", "train_stack"]
+
+# The precisions a stack trains in: float32, or bf16 autocast over float32 weights.
+FLOAT32 = ("32-true", "32")
+BF16_MIXED = ("bf16-mixed",)
 
 # One metric value as MLflow stores it: (key, value, step, timestamp in ms).
 Entry = tuple[str, float, int, int]
@@ -212,6 +216,9 @@ class _Training:
         self.saved = time.monotonic()
         self.members, self.data, self.cfg = members, data, cfg
         self.device = device_of(cfg.trainer)
+        # bf16-mixed as Lightning does it: forward and loss under autocast, the
+        # backward and the optimizer steps outside it, weights in float32.
+        self.bf16 = str(cfg.trainer.precision) in BF16_MIXED
         self.splits = {
             s: (x.to(self.device), y.to(self.device)) for s, (x, y) in data.splits.items()
         }
@@ -233,6 +240,9 @@ class _Training:
             for s in ("train", "val", "test")
         }
         self.global_step = 0
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _fail(self, k: int, error: Exception) -> None:
         """Member k failed: it records its error and stops updating; the others go on."""
@@ -353,7 +363,8 @@ class _Training:
         for start in range(0, orders.shape[1], batch):
             index = orders[:, start : start + batch]
             x, y = x_all[index], y_all[index]
-            values, judged = self.losses(stack(x, shared=False), y, shared=False)
+            with self._autocast():
+                values, judged = self.losses(stack(x, shared=False), y, shared=False)
             values.sum().backward()  # each member's gradient is its own
             if clip:
                 clip_per_member(stack, float(clip))
@@ -375,7 +386,8 @@ class _Training:
         with torch.no_grad():
             for start in range(0, len(x), batch):
                 xb, yb = x[start : start + batch], y[start : start + batch]
-                values, judged = self.losses(self.stack(xb, shared=True), yb, shared=True)
+                with self._autocast():
+                    values, judged = self.losses(self.stack(xb, shared=True), yb, shared=True)
                 self.metrics[stage].update(judged, yb, values)
 
     def _record(self, stage: str, step: int, when: int) -> dict[str, Tensor]:

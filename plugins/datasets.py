@@ -41,6 +41,7 @@ __all__ = [
     "mnist",
     "multilabel",
     "synthetic",
+    "synthetic_images",
     "wine",
 ]
 
@@ -313,6 +314,50 @@ def synthetic_data(
     return TensorDataModule("synthetic", task, train, val, test, classes, batch_size, num_workers)
 
 
+@functools.lru_cache(maxsize=4)
+def _make_images(
+    channels: int, size: int, n_classes: int, n_samples: int, noise: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, C, size, size]: each class a smooth random pattern (a 4×4 grid of
+    random values, bilinearly enlarged), each image its class's pattern plus Gaussian
+    pixel noise of std ``noise`` (the patterns have std ~1)."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n_classes, channels, 4, 4, generator=generator)
+    patterns = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
+    patterns = patterns / patterns.std(dim=(1, 2, 3), keepdim=True)
+    y = torch.randint(0, n_classes, (n_samples,), generator=generator)
+    pixels = torch.randn(n_samples, channels, size, size, generator=generator)
+    return patterns[y] + noise * pixels, y
+
+
+def synthetic_images_data(
+    channels: int = 1,
+    size: int = 28,
+    n_classes: int = 10,
+    n_samples: int = 12000,
+    noise: float = 10.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> TensorDataModule:
+    """Synthetic images of any geometry, made in memory: MNIST's by default
+    (1×28×28, 10 classes), CIFAR-10's with ``channels=3 size=32``. For image models'
+    throughput without the real files; each class is a smooth pattern under pixel
+    noise of std ``noise`` (at 10, lenet5 reaches ~80% validation accuracy in 3
+    epochs on the default geometry; lower is easier)."""
+    x, y = _make_images(channels, size, n_classes, n_samples, noise, seed)
+    parts = _split("synthetic_images", n_samples, split_seed, val_fraction, test_fraction, y.numpy())
+    train, val, test = _splits(x, y, parts)
+    return TensorDataModule(
+        "synthetic_images", "multiclass", train, val, test, n_classes, batch_size, num_workers
+    )
+
+
 # --- torchvision sets -------------------------------------------------------------------
 
 
@@ -481,6 +526,20 @@ multilabel = _spec(
     {"task": "multilabel", "num_classes": 6, "num_outputs": 6, "input_shape": ["${..n_features}"]},
     n_samples=Range(10, None),
     n_features=Range(1, None),
+    noise=Range(0.0, None),
+)
+synthetic_images = _spec(
+    synthetic_images_data,
+    {
+        "task": "multiclass",
+        "num_classes": "${.n_classes}",
+        "num_outputs": "${.n_classes}",
+        "input_shape": ["${..channels}", "${..size}", "${..size}"],
+    },
+    channels=Range(1, None),
+    size=Range(4, None),
+    n_classes=Range(2, None),
+    n_samples=Range(10, None),
     noise=Range(0.0, None),
 )
 synthetic = _spec(

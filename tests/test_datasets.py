@@ -87,6 +87,8 @@ CASES = {
     "synthetic-multiclass": ("synthetic", {"n_samples": 300}),
     "synthetic-multilabel": ("synthetic", {"task": "multilabel", "n_samples": 300}),
     "synthetic-regression": ("synthetic", {"task": "regression", "n_samples": 300}),
+    "synthetic_images": ("synthetic_images", {"n_samples": 300}),
+    "synthetic_images-cifar10": ("synthetic_images", {"n_samples": 300, "channels": 3, "size": 32}),
     "iris": ("iris", {}),
     "wine": ("wine", {}),
     "breast_cancer": ("breast_cancer", {}),
@@ -144,7 +146,7 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 
 @pytest.mark.parametrize(
     "case",  # not iris: two of its rows are equal
-    ["diabetes", "synthetic-multiclass", "mnist", "cifar10", *TABULAR[1:], "multilabel"],
+    ["diabetes", "synthetic-multiclass", "synthetic_images", "mnist", "cifar10", *TABULAR[1:], "multilabel"],
 )
 def test_splits_are_disjoint_and_fixed_by_split_seed(case: str, vision_root: Path) -> None:
     plugin, params = CASES[case]

@@ -46,7 +46,7 @@ def test_loss_optimizer_schedule_and_seed_may_differ_within_a_stack():
         (["model=resnet18"], "model=resnet18 is not declared stackable"),
         (["loss=adaptive_log_softmax"], "loss=adaptive_log_softmax is not declared stackable"),
         (["trainer.devices=2", "trainer.strategy=ddp"], "several devices"),
-        (["trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed"),
+        (["trainer.precision=16-mixed"], "trainer.precision=16-mixed is not implemented"),
         (["+trainer.limit_train_batches=5"], "trainer.limit_train_batches is not implemented"),
         (["trainer.deterministic=true"], "trainer.deterministic is not implemented"),
         (["loss=focal", "data=diabetes"], "refused"),
@@ -60,7 +60,12 @@ def test_jobs_that_cannot_stack_run_alone_and_say_why(overrides, reason):
 
 def test_other_data_model_or_trainer_settings_make_another_stack():
     base, _ = _key()
-    for overrides in (["data.batch_size=32"], ["model.hidden=[64]"], ["trainer.max_epochs=3"]):
+    for overrides in (
+        ["data.batch_size=32"],
+        ["model.hidden=[64]"],
+        ["trainer.max_epochs=3"],
+        ["trainer.precision=bf16-mixed"],
+    ):
         key, _ = _key(*overrides)
         assert key is not None and key != base, overrides
 
