@@ -61,7 +61,12 @@ runners: the share of jobs within 0.01 of each other, and the largest difference
 Workloads: ``study`` (the study as shipped: 4 losses x 3 optimizers x 3 lr x 2 seeds =
 72 jobs, 15 epochs), ``study60`` (the same grid, ``trainer.max_epochs=60``), ``tiny``
 (2 losses x 2 optimizers, lr 0.01, seed 0, 2 epochs: a smoke test); ``all`` runs
-study and study60. Times: median over repetitions of each runner's wall time; jobs per
+study and study60. On a GPU (``gpu`` runs both): ``gpu_lenet5`` and ``gpu_cifar_cnn``,
+lenet5 and cifar_cnn on ``synthetic_images`` of MNIST's and CIFAR-10's geometry (2
+losses x 3 optimizers x 2 lr x 2 seeds = 24 jobs, 3 epochs), every runner on the GPU
+(``trainer.accelerator=gpu``, float32; (a) moves each batch there as a loop would);
+``cpu_lenet5_tiny`` is their smoke test on the CPU.
+Times: median over repetitions of each runner's wall time; jobs per
 hour from it; ratios c/a and c/b of the medians, and the median of the ratios paired
 within each repetition (it cancels the machine's drift between repetitions).
 """
@@ -75,6 +80,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import sqlite3
@@ -104,6 +110,30 @@ WORKLOADS: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
 }
+# Image models on one GPU, on synthetic images of MNIST's and CIFAR-10's geometry
+# (8400 training images): 2 losses x 3 optimizers x 2 lr x 2 seeds, 3 epochs.
+GPU_GRID = {
+    "loss": "cross_entropy,focal",
+    "optimizer": "sgd,adam,adamw",
+    "optimizer.lr": "0.03,0.003",
+    "seed": "0,1",
+    EPOCHS_KEY: "3",
+}
+GPU_WORKLOADS: dict[str, tuple[str, str, dict[str, str]]] = {
+    # name: (title, model, data overrides)
+    "gpu_lenet5": ("lenet5 on 1x28x28 synthetic images, GPU", "lenet5", {}),
+    "gpu_cifar_cnn": (
+        "cifar_cnn on 3x32x32 synthetic images, GPU",
+        "cifar_cnn",
+        {"data.channels": "3", "data.size": "32"},
+    ),
+    # The same work on the CPU, small: a test of the runners, not a measurement.
+    "cpu_lenet5_tiny": (
+        "lenet5 on 1x28x28 synthetic images (600), CPU smoke test",
+        "lenet5",
+        {"data.n_samples": "600"},
+    ),
+}
 RUNNERS = ("a", "b", "c")
 PAIRS = (("a", "b"), ("a", "c"), ("b", "c"))
 TOLERANCE = 0.01  # best validation accuracies within this count as agreeing
@@ -124,12 +154,30 @@ Key = tuple[str, str, float, int]  # (loss, optimizer, lr, seed)
 class Workload:
     name: str
     title: str
-    overrides: list[str]  # added to `lossopt train -m +experiment=...`
+    base: list[str]  # what `lossopt train -m` is given first: the study, or data and model
+    overrides: list[str]  # the grid and epochs, added after `base`
     jobs: list[Key]
     epochs: int
+    data: dict[str, str]  # data plugin: name and parameters, as (a) builds it
+    model: str
+    device: str
 
 
 def workload(name: str) -> Workload:
+    if name in GPU_WORKLOADS:
+        return image_workload(name)
+    return study_workload(name)
+
+
+def _jobs(values: dict[str, str]) -> list[Key]:
+    losses, optimizers, lrs, seeds = (values[k].split(",") for k in GRID_KEYS)
+    return [
+        (loss, opt, float(lr), int(seed))
+        for loss, opt, lr, seed in itertools.product(losses, optimizers, lrs, seeds)
+    ]
+
+
+def study_workload(name: str) -> Workload:
     """The study's grid and epochs as shipped, with the workload's overrides applied."""
     import yaml
 
@@ -144,13 +192,29 @@ def workload(name: str) -> Workload:
     values = {k: str(v) for k, v in study["hydra"]["sweeper"]["params"].items()}
     values[EPOCHS_KEY] = str(study["trainer"]["max_epochs"])
     values.update(changes)
-    losses, optimizers, lrs, seeds = (values[k].split(",") for k in GRID_KEYS)
-    jobs = [
-        (loss, opt, float(lr), int(seed))
-        for loss, opt, lr, seed in itertools.product(losses, optimizers, lrs, seeds)
-    ]
     overrides = [f"{k}={v}" for k, v in changes.items()]
-    return Workload(name, title, overrides, jobs, int(values[EPOCHS_KEY]))
+    return Workload(
+        name, title, [f"+experiment={EXPERIMENT}"], overrides, _jobs(values),
+        int(values[EPOCHS_KEY]), {"name": "digits"}, "mlp", "cpu",
+    )  # fmt: skip
+
+
+def image_workload(name: str) -> Workload:
+    """An image model on synthetic images, the grid given in full on the command line."""
+    title, model, data = GPU_WORKLOADS[name]
+    device = "cpu" if name.startswith("cpu") else "cuda"
+    values = dict(GPU_GRID)
+    if device == "cpu":
+        values.update(optimizer="sgd,adam", seed="0", **{"optimizer.lr": "0.03", EPOCHS_KEY: "2"})
+    base = [
+        "data=synthetic_images", *(f"{k}={v}" for k, v in data.items()), f"model={model}",
+        "scheduler=none", f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+    ]  # fmt: skip
+    params = {k.removeprefix("data."): v for k, v in data.items()}
+    return Workload(
+        name, title, base, [f"{k}={v}" for k, v in values.items()], _jobs(values),
+        int(values[EPOCHS_KEY]), {"name": "synthetic_images", **params}, model, device,
+    )  # fmt: skip
 
 
 def job_name(key: Key) -> str:
@@ -161,7 +225,9 @@ def job_name(key: Key) -> str:
 # --- (a) the hand-written script -------------------------------------------------------
 
 
-def hand_written(jobs: list[Key], epochs: int) -> None:
+def hand_written(
+    jobs: list[Key], epochs: int, data_params: dict, model_name: str, device_name: str
+) -> None:
     """Train ``jobs`` one after another in plain PyTorch, as lossopt trains each job;
     print one ``JOB`` line per job with its best validation accuracy."""
     import copy
@@ -174,23 +240,26 @@ def hand_written(jobs: list[Key], epochs: int) -> None:
     from lossopt.core.configs import parameters
     from lossopt.core.module import MeanLoss, metrics_for
     from lossopt.core.registry import registry
-    from lossopt.plugins.datasets import digits_data
-    from lossopt.plugins.models import build_mlp
 
+    device = torch.device(device_name)
+    data_params = dict(data_params)
+    make_data = registry("data").spec(data_params.pop("name")).factory
+    params = {k: int(v) for k, v in data_params.items()}  # the image workloads' sizes
+    make_model = registry("model").spec(model_name).factory
     for loss_name, optimizer_name, lr, seed in jobs:
         lightning.seed_everything(seed, workers=True, verbose=False)
-        data = digits_data()
-        model = build_mlp(list(data.input_shape), data.num_outputs)
-        loss_fn = lossopt.create_loss(loss_name)
+        data = make_data(**params)
+        model = make_model(list(data.input_shape), data.num_outputs).to(device)
+        loss_fn = lossopt.create_loss(loss_name).to(device)
         contract = registry("loss").spec(loss_name).contracts[data.task]
         spec = registry("optimizer").spec(optimizer_name)
         weight_decay = {p.name: p.default for p in parameters(spec)}.get("weight_decay")
         optimizer = lossopt.create_optimizer(
             optimizer_name, param_groups([model, loss_fn], weight_decay), lr=lr
         )
-        metrics = metrics_for(data.task, data.num_outputs)
+        metrics = metrics_for(data.task, data.num_outputs).to(device)
         train_metrics, val_metrics = metrics.clone(prefix="train/"), metrics.clone(prefix="val/")
-        train_loss, val_loss = MeanLoss(), MeanLoss()
+        train_loss, val_loss = MeanLoss().to(device), MeanLoss().to(device)
         train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
 
         best, checkpoint = -math.inf, None
@@ -198,6 +267,7 @@ def hand_written(jobs: list[Key], epochs: int) -> None:
             model.train()
             loss_fn.train()
             for x, y in train_loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 output = model(x)
                 loss = loss_fn(*adapt(output, y, contract, data.task))
                 optimizer.zero_grad(set_to_none=True)
@@ -215,6 +285,7 @@ def hand_written(jobs: list[Key], epochs: int) -> None:
             loss_fn.eval()
             with torch.inference_mode():
                 for x, y in val_loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     output = model(x)
                     val_loss.update(loss_fn(*adapt(output, y, contract, data.task)), len(x))
                     val_metrics.update(scores(loss_fn, output), y)
@@ -316,6 +387,12 @@ class Run:
     cpu: float  # seconds, user + system of the process
     best: dict[Key, float]  # best validation accuracy per job
     launcher: str
+    grouping: str  # how the launcher grouped the jobs, as it printed it
+
+
+def grouping_of(output: str) -> str:
+    found = re.search(r"^\s*(\d+ jobs: .*)$", output, re.MULTILINE)
+    return found.group(1).strip() if found else "-"
 
 
 def lossopt_command() -> list[str]:
@@ -325,10 +402,13 @@ def lossopt_command() -> list[str]:
 
 def command(runner: str, load: Workload) -> list[str]:
     if runner == "a":
-        jobs = json.dumps({"jobs": load.jobs, "epochs": load.epochs})
-        return [sys.executable, str(Path(__file__).resolve()), "--hand-written", jobs]
+        spec = {
+            "jobs": load.jobs, "epochs": load.epochs, "data": load.data,
+            "model": load.model, "device": load.device,
+        }  # fmt: skip
+        return [sys.executable, str(Path(__file__).resolve()), "--hand-written", json.dumps(spec)]
     launcher = ["hydra/launcher=basic"] if runner == "b" else []
-    return [*lossopt_command(), "-m", f"+experiment={EXPERIMENT}", *launcher, *load.overrides]
+    return [*lossopt_command(), "-m", *load.base, *launcher, *load.overrides]
 
 
 def _children_cpu() -> float:
@@ -357,13 +437,14 @@ def run(runner: str, load: Workload, work: Path) -> Run:
             best, launcher = parse_hand_written(out.read_text()), "-"
         else:
             best, launcher = read_store(work / "mlflow.db"), launcher_of(work)
+        grouping = grouping_of(out.read_text() + err.read_text())
     except (RuntimeError, sqlite3.Error, KeyError, ValueError) as exc:
         raise fail(f"left no readable results ({exc})") from exc
     if set(best) != set(load.jobs):
         missing = sorted(set(load.jobs) - set(best))[:4]
         raise fail(f"gave {len(best)} of {len(load.jobs)} jobs (missing e.g. {missing})")
     shutil.rmtree(work)  # checkpoints and stores of a long study add up
-    return Run(wall, cpu, best, launcher)
+    return Run(wall, cpu, best, launcher, grouping)
 
 
 # --- the benchmark ---------------------------------------------------------------------
@@ -417,7 +498,8 @@ def bench(name: str, args: argparse.Namespace, tmp: Path) -> Row:
         print(
             f"   repeat {repeat + 1}/{args.repeats} ({','.join(order)}): wall {walls} | "
             f"c/a {done['c'].wall / done['a'].wall:.2f}  c/b {done['c'].wall / done['b'].wall:.2f}"
-            f" | launchers b {done['b'].launcher}, c {done['c'].launcher}",
+            f" | launchers b {done['b'].launcher}, c {done['c'].launcher}"
+            f" | c grouped: {done['c'].grouping}",
             flush=True,
         )
     print("   best val accuracy per job (loss optimizer lr seed: a b c, first repetition):")
@@ -440,12 +522,20 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
     versions = ", ".join(
         f"{name} {importlib.metadata.version(name)}"
         for name in ("torch", "lightning", "mlflow", "hydra-core")
     )
     return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.machine()} {platform.system()}; "
+        f"{cpu}, {os.cpu_count()} cores{gpu}, {platform.machine()} {platform.system()}; "
         f"Python {platform.python_version()}, {versions}"
     )
 
@@ -489,7 +579,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
     for row in rows:
         targets = TARGETS.get(row.load.name)
         if not targets:
-            lines.append(f"- {row.load.name}: no target (a smoke test)")
+            lines.append(f"- {row.load.name}: no target; c grouped {row.runs[0]['c'].grouping}")
             continue
         verdicts = [
             f"{pair} {row.ratio(pair):.3f} (target <= {limit:.2f}): "
@@ -503,7 +593,10 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
-        "--workload", choices=[*WORKLOADS, "all"], default="study", help="all: study and study60"
+        "--workload",
+        choices=[*WORKLOADS, *GPU_WORKLOADS, "all", "gpu"],
+        default="study",
+        help="all: study and study60; gpu: gpu_lenet5 and gpu_cifar_cnn",
     )
     parser.add_argument("--repeats", type=int, default=3, help="alternating repetitions")
     parser.add_argument(
@@ -512,13 +605,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.hand_written:
         spec = json.loads(args.hand_written)
-        hand_written([tuple(job) for job in spec["jobs"]], int(spec["epochs"]))
+        jobs = [tuple(job) for job in spec["jobs"]]
+        hand_written(jobs, int(spec["epochs"]), spec["data"], spec["model"], spec["device"])
         return 0
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
     started = time.perf_counter()
-    names = ["study", "study60"] if args.workload == "all" else [args.workload]
+    groups = {"all": ["study", "study60"], "gpu": ["gpu_lenet5", "gpu_cifar_cnn"]}
+    names = groups.get(args.workload, [args.workload])
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     warm_up()
     with tempfile.TemporaryDirectory(prefix="lossopt-sweep-throughput-") as tmp:

@@ -12,6 +12,10 @@ What goes, and why:
   resumed from a checkpoint still says "Restored all states from the checkpoint".
 - torch's ``LeafSpec`` deprecation, raised inside Lightning's ``_pytree``.
 - torch's vmap "performance drop … batching rule" warnings in stacked training.
+- torch's "AccumulateGrad node's stream" mismatch warning under DDP on GPUs (it names
+  a torch switch to silence it; nothing in lossopt's config changes it).
+- Lightning's "does not have many workers" advice: lossopt's data are tensors in
+  memory, which worker processes would only copy.
 - "TPU available: False" (no TPU, nothing to do); in a sweep, where they would come
   once per job, "GPU available / TPU available" and "`Trainer.fit` stopped:
   `max_epochs=N` reached" (the sweep's config says both).
@@ -96,6 +100,14 @@ def calm(sweep: bool = False) -> None:
         "ignore",
         message=r"There is a performance drop because we have not yet implemented the batching",
         category=UserWarning,
+    )
+    warnings.filterwarnings(
+        "ignore",
+        message=r"[\s\S]*set_warn_on_accumulate_grad_stream_mismatch",
+        category=UserWarning,
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"The '\w+' does not have many workers which may be a bottleneck"
     )
 
 

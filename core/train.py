@@ -200,7 +200,11 @@ def run(
         objective = float(score) if score is not None else math.nan
         confusion = None
         if module.confusion is not None:
-            counts = module.confusion.compute().cpu().numpy()  # every DDP rank: a sync
+            # Every DDP rank takes part in this sync, on the device its backend serves:
+            # after testing, Lightning has moved the module (and these counts) to the CPU,
+            # which NCCL refuses.
+            module.confusion.to(trainer.strategy.root_device)
+            counts = module.confusion.compute().cpu().numpy()
             if is_rank_zero():
                 from lossopt.core.plots import save_confusion
 

@@ -146,7 +146,15 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 
 @pytest.mark.parametrize(
     "case",  # not iris: two of its rows are equal
-    ["diabetes", "synthetic-multiclass", "synthetic_images", "mnist", "cifar10", *TABULAR[1:], "multilabel"],
+    [
+        "diabetes",
+        "synthetic-multiclass",
+        "synthetic_images",
+        "mnist",
+        "cifar10",
+        *TABULAR[1:],
+        "multilabel",
+    ],
 )
 def test_splits_are_disjoint_and_fixed_by_split_seed(case: str, vision_root: Path) -> None:
     plugin, params = CASES[case]

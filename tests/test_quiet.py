@@ -93,6 +93,11 @@ with warnings.catch_warnings(record=True) as caught:
     calm()
     warnings.warn("There is a performance drop because we have not yet implemented the "
                   "batching rule for aten::foo", UserWarning)
+    warnings.warn("The AccumulateGrad node's stream does not match ... you can use "
+                  "torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False) "
+                  "to suppress this warning.", UserWarning)
+    warnings.warn("The 'val_dataloader' does not have many workers which may be a "
+                  "bottleneck. Consider increasing the value of the `num_workers` argument")
     warnings.warn("lr is too high", UserWarning)
 for w in caught:
     print(w.message)
