@@ -129,9 +129,9 @@ GPU_WORKLOADS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     # The same work on the CPU, small: a test of the runners, not a measurement.
     "cpu_lenet5_tiny": (
-        "lenet5 on 1x28x28 synthetic images (600), CPU smoke test",
+        "lenet5 on 1x28x28 synthetic images (2000, noise 2), CPU smoke test",
         "lenet5",
-        {"data.n_samples": "600"},
+        {"data.n_samples": "2000", "data.noise": "2"},
     ),
 }
 RUNNERS = ("a", "b", "c")
@@ -205,7 +205,7 @@ def image_workload(name: str) -> Workload:
     device = "cpu" if name.startswith("cpu") else "cuda"
     values = dict(GPU_GRID)
     if device == "cpu":
-        values.update(optimizer="sgd,adam", seed="0", **{"optimizer.lr": "0.03", EPOCHS_KEY: "2"})
+        values.update(optimizer="sgd,adam", seed="0", **{"optimizer.lr": "0.003", EPOCHS_KEY: "2"})
     base = [
         "data=synthetic_images", *(f"{k}={v}" for k, v in data.items()), f"model={model}",
         "scheduler=none", f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
@@ -244,7 +244,7 @@ def hand_written(
     device = torch.device(device_name)
     data_params = dict(data_params)
     make_data = registry("data").spec(data_params.pop("name")).factory
-    params = {k: int(v) for k, v in data_params.items()}  # the image workloads' sizes
+    params = {k: json.loads(v) for k, v in data_params.items()}  # numbers, as Hydra reads them
     make_model = registry("model").spec(model_name).factory
     for loss_name, optimizer_name, lr, seed in jobs:
         lightning.seed_everything(seed, workers=True, verbose=False)

@@ -70,6 +70,23 @@ def test_startup_benchmark_times_both_variants_of_the_real_command(tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_sweep_throughput_image_workloads_run_the_same_jobs_in_all_three_runners(tmp_path):
+    # The GPU workloads' runners, on the CPU: (a) builds the data and model the
+    # workload names, and all three train the same jobs.
+    out = _benchmark("sweep_throughput.py", "--workload", "cpu_lenet5_tiny", cwd=tmp_path)
+    jobs = re.findall(
+        r"^   job (\w+) (\w+) ([\d.e-]+) (\d+): a ([\d.]+)  b ([\d.]+)  c ([\d.]+)", out, re.M
+    )
+    assert len(jobs) == 4, out
+    for job in jobs:
+        a, b, c = (float(v) for v in job[4:])
+        assert max(a, b, c) - min(a, b, c) <= 0.01, job
+    assert max(float(job[4]) for job in jobs) > 0.5, out  # adam learns in 2 epochs
+    assert "c grouped: 4 jobs: 1 stacked group of 4" in out
+    assert "model=lenet5" in out and "data=synthetic_images" in out
+
+
+@pytest.mark.slow
 def test_sweep_throughput_benchmark_runs_the_same_jobs_in_all_three_runners(tmp_path: Path):
     out = _benchmark("sweep_throughput.py", "--workload", "tiny", cwd=tmp_path)
 
