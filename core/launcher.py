@@ -338,22 +338,108 @@ def _drawing_pool() -> ProcessPoolExecutor:
 
 
 def _compose_once(loader: Any) -> None:
-    """Hydra's sweeper composes every job's config to check the batch, and the launcher
-    composes it again (~40 ms a job, a few seconds of a 72-job sweep): the launcher
-    takes the config the check composed. A config is handed out once more at most."""
+    """Compose each job's config once, and most of them without Hydra's composition.
+
+    Hydra's sweeper composes every job's config to check the batch, and the launcher
+    composes it again (~60 ms a job: 4.5 s of a 72-job sweep, a fifth of it). Two
+    savings, both inside Hydra's ``load_sweep_config``:
+    - the launcher takes the config the check composed (handed out once more at most);
+    - jobs that differ from an already composed job only in plain values
+      (``optimizer.lr=0.1``, ``seed=1``: not a config group, not ``+``/``~``/``hydra.``)
+      are that job's config with those values set the way Hydra sets them
+      (``OmegaConf.update``), and ``hydra.overrides.task`` and
+      ``hydra.job.override_dirname`` rebuilt. A sweep of 4 losses × 3 optimizers × 3
+      lr × 2 seeds composes 12 configs instead of 72. Anything else, or any error, goes
+      through Hydra's own composition (which then reports the error).
+    """
     if hasattr(loader, "composed"):
         return
     compose = loader.load_sweep_config
     loader.composed = {}
+    templates: dict[tuple[str, ...], DictConfig] = {}
+    groups: set[str] = set()  # the config groups seen in composed configs' choices
 
     def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         key = tuple(sweep_overrides)
         if key in loader.composed:
             return loader.composed.pop(key)
-        loader.composed[key] = compose(master_config, sweep_overrides)
-        return loader.composed[key]
+        plan = _plan_values(sweep_overrides, groups)
+        config = None
+        if plan is not None and plan.structure in templates:
+            config = _with_values(templates[plan.structure], plan, master_config)
+        if config is None:
+            config = compose(master_config, sweep_overrides)
+            groups.update(config.hydra.runtime.choices.keys())
+            plan = _plan_values(sweep_overrides, groups)
+            if plan is not None and all(_is_value(config, o.key_or_group) for o in plan.values):
+                templates.setdefault(plan.structure, config)
+        loader.composed[key] = config
+        return config
 
     loader.load_sweep_config = load_sweep_config
+
+
+@dataclass
+class _ValuePlan:
+    structure: tuple[str, ...]  # each override, a plain value's as its key alone
+    parsed: list  # every override, parsed
+    values: list  # the plain value overrides
+
+
+def _plan_values(overrides: list[str], groups: set[str]) -> _ValuePlan | None:
+    """Which overrides are plain values; None when one is a hydra override or does
+    not parse (Hydra's composition then reports it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001
+        return None
+    structure, values = [], []
+    for override in parsed:
+        if override.is_hydra_override():
+            return None
+        plain = (
+            override.type == OverrideType.CHANGE
+            and override.package is None
+            and not override.is_sweep_override()
+            and override.key_or_group not in groups
+            and isinstance(override.value(), str | int | float | bool | None)
+        )
+        structure.append(f"{override.key_or_group}=" if plain else override.input_line)
+        if plain:
+            values.append(override)
+    return _ValuePlan(tuple(structure), parsed, values)
+
+
+def _is_value(config: DictConfig, key: str) -> bool:
+    """Whether ``key`` names a plain value of ``config``: set, and not a node."""
+    node = OmegaConf.select(config, key, default=None, throw_on_missing=False)
+    return key not in config.hydra.runtime.choices and not OmegaConf.is_config(node)
+
+
+def _with_values(template: DictConfig, plan: _ValuePlan, master: DictConfig) -> DictConfig | None:
+    """``template`` with this job's plain values set as Hydra sets them, and the
+    fields Hydra derives from the overrides rebuilt; None on any error."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    config = copy.deepcopy(template)
+    try:
+        for override in plan.values:
+            OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+        job = config.hydra.job
+        config.hydra.overrides.task = [o.input_line for o in plan.parsed]
+        job.override_dirname = get_overrides_dirname(
+            overrides=plan.parsed,
+            kv_sep=job.config.override_dirname.kv_sep,
+            item_sep=job.config.override_dirname.item_sep,
+            exclude_keys=job.config.override_dirname.exclude_keys,
+        )
+    except Exception:  # noqa: BLE001 (Hydra's own composition reports it)
+        return None
+    OmegaConf.copy_cache(from_config=master, to_config=config)
+    return config
 
 
 def _finished_fingerprints(config: DictConfig) -> set[str]:

@@ -255,3 +255,70 @@ def test_a_sweep_resumes_across_launchers_and_chunks_give_the_same_results(tmp_p
     assert runs["lossopt"].keys() == runs["chunked"].keys() and len(runs["lossopt"]) == 4
     for key, value in runs["lossopt"].items():
         assert runs["chunked"][key] == pytest.approx(value, rel=2e-3), key
+
+
+def test_configs_set_from_a_composed_job_equal_hydras_own_composition(monkeypatch):
+    """Jobs that differ only in plain values take a composed job's config with those
+    values set: the result must be exactly what Hydra composes, the hydra node too."""
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lossopt.core.app import CONFIG_DIR, CONFIG_NAME, VERSION_BASE, register_launcher
+    from lossopt.core.configs import store_configs
+    from lossopt.core.launcher import _compose_once
+
+    store_configs()
+    register_launcher()
+    hydra_own = ConfigLoaderImpl.load_sweep_config
+    composed = []
+
+    def counted(self, master, overrides):
+        composed.append(list(overrides))
+        return hydra_own(self, master, overrides)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counted)
+    jobs = [
+        ["+experiment=digits_loss_optimizer", f"loss={loss}", f"optimizer={opt}",
+         f"optimizer.lr={lr}", f"seed={seed}"]
+        for loss in ("cross_entropy", "focal")
+        for opt in ("sgd", "adamw")
+        for lr in (0.1, "1e-3")
+        for seed in (0, 1)
+    ]  # fmt: skip
+    jobs += [
+        ["loss=focal", "loss.gamma=3.5", "trainer.max_epochs=2", "data.batch_size=32"],
+        ["loss=focal", "loss.gamma=0", "trainer.max_epochs=1", "data.batch_size=16"],
+        ["loss=focal", "loss.gamma=1", "trainer.max_epochs=3", "data.batch_size=8"],
+        ["loss=focal", "loss.gamma=3.5", "trainer.max_epochs=2", "+trainer.max_steps=5"],
+        ["optimizer=sgd", "optimizer.nesterov=true", "optimizer.momentum=0.9"],
+        ["optimizer=sgd", "optimizer.nesterov=false", "optimizer.momentum=0.5"],
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(CONFIG_NAME, [], run_mode=RunMode.MULTIRUN)
+        _compose_once(loader)
+        for overrides in jobs:
+            ours = loader.load_sweep_config(master, overrides)
+            loader.composed.clear()  # the launcher's second request, not this test's
+            hydras = hydra_own(loader, master, overrides)
+            assert OmegaConf.to_container(ours) == OmegaConf.to_container(hydras), overrides
+            assert OmegaConf.to_yaml(ours, resolve=False) == OmegaConf.to_yaml(hydras)
+            assert OmegaConf.is_struct(ours) and OmegaConf.is_struct(hydras)
+    # One composition per (loss, optimizer) of the grid, and per other structure.
+    assert len(composed) == 4 + 3, composed
+    # Values that Hydra refuses are refused with Hydra's own errors.
+    from hydra.errors import ConfigCompositionException
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(CONFIG_NAME, [], run_mode=RunMode.MULTIRUN)
+        _compose_once(loader)
+        loader.load_sweep_config(master, ["optimizer=sgd", "optimizer.lr=0.1"])
+        with pytest.raises(ConfigCompositionException, match="optimizer.lr=fast"):
+            loader.load_sweep_config(master, ["optimizer=sgd", "optimizer.lr=fast"])
+        loader.load_sweep_config(master, ["loss=focal", "loss.gamma=2"])
+        with pytest.raises(ConfigCompositionException, match="loss.gamma=null"):
+            loader.load_sweep_config(master, ["loss=focal", "loss.gamma=null"])
