@@ -10,6 +10,9 @@
   table starts with the axes and the objective as columns (a click on the parent's
   "+" lists its jobs: MLflow keeps no expanded rows in a shared view). A chart of the
   axes cannot be preset this way: MLflow 3.17 drops the charts of a shared view.
+- Each job records its values on the sweep's axes again as ``axis/…`` params
+  (``tracking.axis_params``): the compare page plots the first three differing params
+  in name order, and these sort first.
   ``lossopt ui`` opens the latest sweep's view, in the UI's "Model training" mode.
 """
 

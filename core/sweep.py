@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lossopt.core.errors import LossoptError, print_error
-from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
+from lossopt.core.tracking import AXES_ENV, TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
 
 __all__ = [
     "SweepCallback",
@@ -219,6 +219,7 @@ class SweepCallback(Callback):
         client.set_experiment_tag(exp_id, VIEW_TAG + sid, view)
         os.environ[PARENT_ENV] = self.parent_run_id
         os.environ[RESUME_ENV] = str(resume)
+        os.environ[AXES_ENV] = ",".join(key for key, _, _ in axes)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         rows = self._rows()
@@ -235,7 +236,7 @@ class SweepCallback(Callback):
             name = sweep_name(config.tracking.experiment, sweep_axes(config), len(rows))
             client.update_run(self.parent_run_id, name=name)
             client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
-        for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV):
+        for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV, AXES_ENV):
             os.environ.pop(variable, None)
         if failed:
             Console(stderr=True).print(f"[bold red]{len(failed)} of {len(rows)} jobs failed.[/]")

@@ -23,6 +23,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
+    "AXES_ENV",
+    "axis_params",
     "TrackedRun",
     "is_running",
     "process_identity",
@@ -331,6 +333,21 @@ def _process_started(pid: int) -> str | None:
     return "dead" if fields[0] in ("Z", "X") else fields[19]
 
 
+# The sweep's axes (run param keys, comma-separated), set by the sweep for its jobs.
+AXES_ENV = "LOSSOPT_SWEEP_AXES"
+AXIS_PREFIX = "axis/"
+
+
+def axis_params(values: Mapping[str, Any]) -> list:
+    """A job's values on its sweep's axes, again as params named ``axis/loss``,
+    ``axis/optimizer.lr``…: MLflow's compare page plots the first three differing
+    params in name order, and these names sort before every other param."""
+    from mlflow.entities import Param
+
+    axes = [key for key in os.environ.get(AXES_ENV, "").split(",") if key in values]
+    return [Param(AXIS_PREFIX + key.removesuffix(".name"), str(values[key])) for key in axes]
+
+
 @contextlib.contextmanager
 def tracked_run(
     cfg: DictConfig,
@@ -372,9 +389,10 @@ def tracked_run(
     else:
         run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
         tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
-        tracked.pending_params = [
-            Param(k, str(v)[:6000]) for k, v in flatten(job_config(cfg)).items()
-        ]
+        values = flatten(job_config(cfg))
+        tracked.pending_params = [Param(k, str(v)[:6000]) for k, v in values.items()]
+        if parent_run_id:
+            tracked.pending_params += axis_params(values)
         if started_ms is None:  # a live run shows its params while it trains
             tracked.write_pending()
         client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

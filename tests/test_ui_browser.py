@@ -171,3 +171,43 @@ def test_the_parent_lists_its_jobs_with_their_metric(ui, browser):
         value = child.data.metrics["best_val/accuracy"]
         assert any(abs(x - value) < 0.01 for x in shown), (child.info.run_name, value, row)
     _shot(browser, "runs-expanded.png")
+
+
+def test_comparing_the_jobs_plots_the_sweeps_axes_and_objective(ui, browser):
+    """MLflow's compare page draws its parallel-coordinates plot over the first three
+    differing params in name order and the run's first metric: the first three are
+    the sweep's axes (as ``axis/…`` params), not loss.gamma or loss.label_smoothing."""
+    import json
+    import urllib.parse
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, url, runs = ui
+    parent = next(r for r in runs if r.data.tags.get("lossopt.sweep") == "true")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    for child in children:
+        axes = {k: v for k, v in child.data.params.items() if k.startswith("axis/")}
+        expected = {
+            "loss": "loss.name",
+            "optimizer": "optimizer.name",
+            "optimizer.lr": "optimizer.lr",
+        }
+        assert axes == {f"axis/{a}": child.data.params[k] for a, k in expected.items()}
+    ids = json.dumps([c.info.run_id for c in children])
+    experiments = json.dumps([parent.info.experiment_id])
+    base = url.split("/#/", 1)[0]
+    query = urllib.parse.urlencode({"runs": ids, "experiments": experiments})
+    browser.get(f"{base}/#/compare-runs?{query}")
+
+    def titles(driver) -> list[str] | bool:
+        found = driver.find_elements(By.CSS_SELECTOR, ".parcoords .axis-title")
+        texts = [t.get_attribute("textContent") for t in found]
+        return texts if len(texts) >= 4 else False
+
+    shown = WebDriverWait(browser, 60).until(titles)
+    # The metric is the first one MLflow stored for the run (val/loss, logged each
+    # epoch): MLflow's order, not a name order that lossopt could put the objective in.
+    assert shown[:3] == ["axis/loss", "axis/optimizer", "axis/optimizer.lr"]
+    assert len(shown) == 4 and shown[3].startswith(("val/", "train/", "best_"))
+    _shot(browser, "compare.png")
