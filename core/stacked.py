@@ -222,7 +222,9 @@ class _Training:
         self.splits = {
             s: (x.to(self.device), y.to(self.device)) for s, (x, y) in data.splits.items()
         }
-        self.stack = Stack(members, self.device)
+        # On the CPU, each member's weight gradients as its job alone rounds them.
+        exact = self.device.type == "cpu" and not self.bf16
+        self.stack = Stack(members, self.device, exact=exact)
         self.losses = Losses(members, data.task)
         self.outcomes = [MemberOutcome(data.describe(), started) for _ in members]
         self.steps_per_epoch = math.ceil(len(self.splits["train"][0]) / data.batch_size)
