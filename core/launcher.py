@@ -297,7 +297,9 @@ class StackingLauncher:
             for job, outcome in zip(chunk, outcomes, strict=True):
                 returns[job.index] = self._run(job, member_task(outcome))
         if checkpoint is not None:  # every member is recorded: nothing left to resume
-            checkpoint.unlink(missing_ok=True)
+            from lossopt.core.stacked import remove_resume_point
+
+            remove_resume_point(checkpoint)
 
     def _run(self, job: _Job, task_function: Any) -> Any:
         from hydra.core.utils import configure_log, run_job

@@ -138,3 +138,41 @@ def test_a_negative_checkpoint_interval_is_one_clear_error():
 
     with pytest.raises(ConfigError, match="checkpoint_every_s: -1 is negative"):
         validate(compose(["checkpoint_every_s=-1"]))
+
+
+def test_a_stack_resumes_from_its_checkpoint_ignoring_journal_records_past_it(
+    tmp_path, monkeypatch
+):
+    """The members' histories accumulate in a journal beside the checkpoint; a save cut
+    short leaves records past the checkpoint (or half a record): a resume ignores them,
+    and so does every later resume."""
+    import pickle
+
+    from lossopt.core import tracking
+    from lossopt.core.app import compose
+    from lossopt.core.stacked import journal_of, train_stack
+
+    def configs(epochs: int) -> list:
+        return [
+            compose(["tracking=none", f"trainer.max_epochs={epochs}", f"optimizer.lr={lr}"])
+            for lr in (0.01, 0.001)
+        ]
+
+    def epochs_of(outcome) -> list:  # the epochs' (name, value, step): a resumed stack
+        # tests again, and each run has its own times
+        return [e[:3] for e in outcome.history if e[0].startswith(("val/", "train/"))]
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    uninterrupted = train_stack(configs(3), folders)
+    checkpoint = tmp_path / "stack.pt"
+    train_stack(configs(2), folders, checkpoint=checkpoint)  # "killed" after epoch 1
+    with journal_of(checkpoint).open("ab") as f:  # a later save's record, half of another
+        pickle.dump({"histories": [[("val/loss", 999.0, 0, 0)]] * 2, "step_losses": []}, f)
+        f.write(pickle.dumps({"histories": [[("val/loss", 998.0, 0, 0)]] * 2})[:20])
+    monkeypatch.setattr(tracking, "is_running", lambda owner: False)  # "a dead process"
+    resumed = train_stack(configs(3), folders, checkpoint=checkpoint)  # trains epoch 2
+    again = train_stack(configs(3), folders, checkpoint=checkpoint)  # from the journal alone
+    for whole, first, second in zip(uninterrupted, resumed, again, strict=True):
+        assert len(epochs_of(whole)) > 3 * 6
+        assert epochs_of(first) == epochs_of(whole)
+        assert epochs_of(second) == epochs_of(whole)
