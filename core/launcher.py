@@ -373,8 +373,12 @@ def _compose_once(loader: Any) -> None:
             config = compose(master_config, sweep_overrides)
             groups.update(config.hydra.runtime.choices.keys())
             plan = _plan_values(sweep_overrides, groups)
-            if plan is not None and all(_is_value(config, o.key_or_group) for o in plan.values):
-                templates.setdefault(plan.structure, config)
+            if (
+                plan is not None
+                and plan.structure not in templates
+                and all(_is_value(config, o.key_or_group) for o in plan.values)
+            ):  # a copy: the launcher and Hydra's run_job change the config handed out
+                templates[plan.structure] = copy.deepcopy(config)
         loader.composed[key] = config
         return config
 

@@ -303,6 +303,8 @@ def test_configs_set_from_a_composed_job_equal_hydras_own_composition(monkeypatc
         for overrides in jobs:
             ours = loader.load_sweep_config(master, overrides)
             loader.composed.clear()  # the launcher's second request, not this test's
+            # What the launcher and Hydra's run_job do to a config handed out.
+            OmegaConf.set_readonly(ours.hydra, True)
             hydras = hydra_own(loader, master, overrides)
             assert OmegaConf.to_container(ours) == OmegaConf.to_container(hydras), overrides
             assert OmegaConf.to_yaml(ours, resolve=False) == OmegaConf.to_yaml(hydras)
