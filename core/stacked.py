@@ -53,7 +53,16 @@ from lossopt.core.module import diverged
 from lossopt.core.stacked_metrics import StackedMetrics
 from lossopt.core.train import _loss_values, monitor_of
 
-__all__ = ["BF16_MIXED", "MemberOutcome", "device_of", "member_bytes", "train_stack"]
+__all__ = [
+    "BF16_MIXED",
+    "FLOAT32",
+    "MemberOutcome",
+    "device_of",
+    "journal_of",
+    "member_bytes",
+    "remove_resume_point",
+    "train_stack",
+]
 
 # The precisions a stack trains in: float32, or bf16 autocast over float32 weights.
 FLOAT32 = ("32-true", "32")
