@@ -10,7 +10,7 @@ from lightning import LightningDataModule
 
 from lossopt.core._rules import NUM_CLASSES, NotApplicable, Rule, Subject, max_difference
 from lossopt.core.configs import build
-from lossopt.core.data import TensorDataModule
+from lossopt.core.data import TensorDataModule, lightning_data
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import DataSpec, ModelSpec
 
@@ -123,7 +123,7 @@ MODEL_RULES: tuple[Rule, ...] = (
 # --- datasets -------------------------------------------------------------------------
 
 
-def _data(subject: Subject) -> tuple[LightningDataModule, dict]:
+def _data(subject: Subject) -> tuple[LightningDataModule | TensorDataModule, dict]:
     assert isinstance(subject.spec, DataSpec), f"dataset '{subject.name}' is not a DataSpec"
     values = subject.values()
     try:
@@ -154,8 +154,9 @@ def _check_batch(split: str, batch, info: dict) -> None:
 
 def splits_match_info(subject: Subject) -> None:
     data, info = _data(subject)
-    assert isinstance(data, LightningDataModule), (
-        f"the factory returned a {type(data).__name__}, not a LightningDataModule"
+    assert isinstance(data, LightningDataModule | TensorDataModule), (
+        f"the factory returned a {type(data).__name__}, not a LightningDataModule "
+        "or a TensorDataModule"
     )
     missing = [k for k in ("task", "num_classes", "num_outputs", "input_shape") if k not in info]
     assert not missing, f"its spec's info does not declare {missing}"
@@ -165,12 +166,13 @@ def splits_match_info(subject: Subject) -> None:
             if key == "input_shape":
                 actual, declared = list(actual), [int(d) for d in declared]
             assert actual == declared, f"the data has {key}={actual!r}, its info says {declared!r}"
-    data.prepare_data()
-    data.setup("fit")
-    for split, loader in (("train", data.train_dataloader), ("val", data.val_dataloader)):
+    trained = lightning_data(data)  # what Lightning's Trainer is given
+    trained.prepare_data()
+    trained.setup("fit")
+    for split, loader in (("train", trained.train_dataloader), ("val", trained.val_dataloader)):
         _check_batch(split, next(iter(loader())), info)
-    data.setup("test")
-    _check_batch("test", next(iter(data.test_dataloader())), info)
+    trained.setup("test")
+    _check_batch("test", next(iter(trained.test_dataloader())), info)
 
 
 def stackable_data(subject: Subject) -> None:

@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from lossopt.core.adapter import adapt, contract_for, scores
 from lossopt.core.configs import build, plugin_values
-from lossopt.core.module import parameter_groups
+from lossopt.core.recipe import parameter_groups
 from lossopt.core.registry import registry
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""In-memory data plumbing: a LightningDataModule over tensors already split.
+"""In-memory data plumbing: train/val/test tensors already split, and their loaders.
 
 The datasets lossopt compares on fit in memory, and the models are small, so the
 bottleneck of a naive loader is Python: a ``TensorDataset`` with the default collate
@@ -6,6 +6,11 @@ calls ``__getitem__`` once per sample and stacks the results. Here a batch is on
 gather instead: the dataset implements ``__getitems__`` (the DataLoader's batched
 fetch hook), so the sampler, shuffling, ``drop_last`` and Lightning's distributed
 sampler all keep working as with any map-style dataset.
+
+``TensorDataModule`` has a LightningDataModule's loaders and state, but is not one:
+Lightning (with the torchmetrics, torchvision and ``torch._dynamo`` it imports) costs
+1.2 s of a process's start-up, and a sweep whose jobs all train stacked never needs
+it. A job trained by Lightning's ``Trainer`` gets ``lightning_data(data)``.
 
 Dataset plugins load their arrays once per process (a Hydra sweep runs many jobs in
 one process) with ``functools.lru_cache`` on the loading function, then build a
@@ -18,13 +23,12 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from lossopt.core.errors import LossoptError
 from lossopt.core.specs import TASKS
 
-__all__ = ["Split", "TensorDataModule"]
+__all__ = ["Split", "TensorDataModule", "lightning_data"]
 
 
 class Split(NamedTuple):
@@ -76,8 +80,9 @@ def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, t
     return batch
 
 
-class TensorDataModule(LightningDataModule):
-    """A LightningDataModule over in-memory train/val/test splits.
+class TensorDataModule:
+    """In-memory train/val/test splits, with a LightningDataModule's loaders and state
+    (``lightning_data`` hands it to a ``Trainer``).
 
     name: the dataset's name (for logs).
     task: "multiclass", "multilabel" or "regression".
@@ -103,7 +108,6 @@ class TensorDataModule(LightningDataModule):
         pin_memory: bool | None = None,
         shuffle_seed: int | None = None,
     ) -> None:
-        super().__init__()
         self.name = name
         self.task = task
         self.num_classes = num_classes
@@ -221,3 +225,20 @@ def _check_split(name: str, split_name: str, split: Split, task: str, num_classe
         raise LossoptError(f"{where}: {y.shape[1]} labels but num_classes={num_classes}")
     if task == "multiclass" and (y.min() < 0 or y.max() >= num_classes):
         raise LossoptError(f"{where}: class indices outside [0, {num_classes})")
+
+
+def lightning_data(data: Any) -> Any:
+    """A dataset plugin's data as Lightning's ``Trainer`` takes it: a
+    LightningDataModule as it is, a ``TensorDataModule`` through one."""
+    from lightning import LightningDataModule
+
+    if isinstance(data, LightningDataModule):
+        return data
+    if isinstance(data, TensorDataModule):
+        from lossopt.core._lightning_data import LightningTensorData
+
+        return LightningTensorData(data)
+    raise LossoptError(
+        f"the dataset factory returned a {type(data).__name__}: a dataset plugin returns "
+        "a LightningDataModule or a lossopt.core.data.TensorDataModule (docs/plugins.md)"
+    )

@@ -6,7 +6,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LossoptError", "PluginError", "print_error"]
+__all__ = ["ConfigError", "DivergedError", "LossoptError", "PluginError", "diverged", "print_error"]
 
 
 class LossoptError(Exception):
@@ -15,6 +15,18 @@ class LossoptError(Exception):
 
 class PluginError(LossoptError):
     """A plugin name that is unknown, broken or provided twice."""
+
+
+class DivergedError(LossoptError):
+    """The loss became NaN or infinite."""
+
+
+def diverged(epoch: int) -> DivergedError:
+    """The error of a job whose training loss stopped being finite in ``epoch``."""
+    return DivergedError(
+        f"training diverged: the training loss became NaN or infinite in epoch {epoch}. "
+        "Try a smaller optimizer.lr."
+    )
 
 
 class ConfigError(LossoptError):

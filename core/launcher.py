@@ -18,6 +18,7 @@ its calls to ``StackingLauncher`` here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -248,29 +249,57 @@ class StackingLauncher:
         return chunks
 
     def _train(self, chunk: list[_Job], returns: dict[int, Any]) -> None:
+        # Drawing a confusion matrix takes as long as the rest of a member's record
+        # (~70 ms): a worker process draws them while this one records the members. It
+        # starts (~1 s of imports) while the stack trains on this process's threads.
+        drawing = chunk[0].task.data.task == "multiclass"
+        with _drawing_pool() if drawing else contextlib.nullcontext() as pool:
+            if pool is not None:
+                pool.submit(_draw_confusion)
+            outcomes = self._train_stack(chunk, returns)
+            if outcomes is None:
+                return
+            for job, outcome in zip(chunk, outcomes, strict=True):
+                if pool is not None and outcome.confusion is not None and outcome.error is None:
+                    png = job.output_dir / "confusion_matrix.png"
+                    job.output_dir.mkdir(parents=True, exist_ok=True)
+                    outcome.confusion_png = pool.submit(
+                        _draw_confusion, outcome.confusion.numpy(), png
+                    )
+            from lossopt.core.app import member_task
+
+            for job, outcome in zip(chunk, outcomes, strict=True):
+                returns[job.index] = self._run(job, member_task(outcome))
+        checkpoint = _stack_checkpoint(chunk)
+        if checkpoint is not None:  # every member is recorded: nothing left to resume
+            from lossopt.core.stacked import remove_resume_point
+
+            remove_resume_point(checkpoint)
+
+    def _train_stack(self, chunk: list[_Job], returns: dict[int, Any]) -> list | None:
+        """The members' outcomes; None when the stack could not train, its jobs then
+        recorded (failed, or run one by one)."""
         import torch
 
         from lossopt.core.app import member_task
-        from lossopt.core.plots import save_confusion
         from lossopt.core.stacked import MemberOutcome, device_of, train_stack
 
         start = time.perf_counter()
         threads = torch.get_num_threads()
         if device_of(chunk[0].task.trainer).type == "cpu":
             torch.set_num_threads(self.cpu_threads)
-        checkpoint = _stack_checkpoint(chunk)
         try:
             outcomes = train_stack(
                 [j.task for j in chunk],
                 [j.output_dir for j in chunk],
-                checkpoint,
+                _stack_checkpoint(chunk),
                 float(chunk[0].task.checkpoint_every_s),
             )
         except LossoptError as exc:  # e.g. another process is training these jobs
             for job in chunk:
                 failed = MemberOutcome({"name": job.task.data.name}, _now_ms(), error=exc)
                 returns[job.index] = self._run(job, member_task(failed))
-            return
+            return None
         except Exception as exc:  # the stack failed as a whole: its jobs run alone
             print_error(
                 f"{type(exc).__name__}: {exc}",
@@ -278,28 +307,13 @@ class StackingLauncher:
             )
             for job in chunk:
                 returns[job.index] = self._run(job, self.task_function)
-            return
+            return None
         finally:
             torch.set_num_threads(threads)
         console.print(
             f"trained {len(chunk)} jobs as one stack in {time.perf_counter() - start:.1f} s"
         )
-        # Drawing a confusion matrix takes as long as the rest of a member's record
-        # (~70 ms): a worker process draws them while this one records the members.
-        with _drawing_pool() as pool:
-            for job, outcome in zip(chunk, outcomes, strict=True):
-                if outcome.confusion is not None and outcome.error is None:
-                    png = job.output_dir / "confusion_matrix.png"
-                    job.output_dir.mkdir(parents=True, exist_ok=True)
-                    outcome.confusion_png = pool.submit(
-                        save_confusion, outcome.confusion.numpy(), png
-                    )
-            for job, outcome in zip(chunk, outcomes, strict=True):
-                returns[job.index] = self._run(job, member_task(outcome))
-        if checkpoint is not None:  # every member is recorded: nothing left to resume
-            from lossopt.core.stacked import remove_resume_point
-
-            remove_resume_point(checkpoint)
+        return outcomes
 
     def _run(self, job: _Job, task_function: Any) -> Any:
         from hydra.core.utils import configure_log, run_job
@@ -337,6 +351,14 @@ def _drawing_pool() -> ProcessPoolExecutor:
     """One worker process, started fresh (``spawn``: no copy of this process's threads
     or CUDA state), that imports only what drawing needs."""
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _draw_confusion(*matrix_and_path: Any) -> str | None:
+    """In the drawing worker: ``plots.save_confusion(matrix, path)``; without arguments,
+    only its imports. Matplotlib is imported there, never in the launcher's process."""
+    from lossopt.core.plots import save_confusion
+
+    return save_confusion(*matrix_and_path) if matrix_and_path else None
 
 
 def _compose_once(loader: Any) -> None:

@@ -33,29 +33,11 @@ from torchmetrics.classification import (
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from lossopt.core.adapter import adapt, scores
-from lossopt.core.errors import LossoptError
+from lossopt.core.errors import diverged
+from lossopt.core.recipe import parameter_groups
 from lossopt.core.specs import Contract, OptimizerSpec
 
-__all__ = [
-    "DivergedError",
-    "ExperimentModule",
-    "MeanLoss",
-    "diverged",
-    "metrics_for",
-    "parameter_groups",
-]
-
-
-class DivergedError(LossoptError):
-    """The loss became NaN or infinite."""
-
-
-def diverged(epoch: int) -> DivergedError:
-    """The error of a job whose training loss stopped being finite in ``epoch``."""
-    return DivergedError(
-        f"training diverged: the training loss became NaN or infinite in epoch {epoch}. "
-        "Try a smaller optimizer.lr."
-    )
+__all__ = ["ExperimentModule", "MeanLoss", "metrics_for"]
 
 
 class MeanLoss(Metric):
@@ -110,23 +92,6 @@ def metrics_for(task: str, num_outputs: int) -> MetricCollection:
     return MetricCollection(
         {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": r2}, compute_groups=False
     )
-
-
-def parameter_groups(
-    params: list[Tensor], weight_decay: float | None, leading: int = 0
-) -> list[dict]:
-    """The parameters to optimize; with weight decay, biases and normalization weights
-    (the 1-D parameters) go to a group without it, as is standard practice.
-
-    leading: dimensions in front of each parameter's own (a stack's member dimension).
-    """
-    if not weight_decay:
-        return [{"params": params}]
-    decay = [p for p in params if p.ndim - leading > 1]
-    no_decay = [p for p in params if p.ndim - leading <= 1]
-    return [
-        g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
-    ]
 
 
 class ExperimentModule(L.LightningModule):

@@ -186,7 +186,8 @@ class ModelSpec(PluginSpec):
 
 @dataclass(frozen=True, eq=False)
 class DataSpec(PluginSpec):
-    """A dataset: ``factory(**params)`` returning a LightningDataModule.
+    """A dataset: ``factory(**params)`` returning a LightningDataModule, or a
+    ``TensorDataModule`` (in-memory splits; see ``core.data``).
 
     info: fields added to the data config so the rest of the config can interpolate
         them (``task``, ``num_classes``, ``num_outputs``, ``input_shape``); values may

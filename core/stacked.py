@@ -5,7 +5,7 @@ the same parts: each member's data module, model, loss and optimizer come from t
 plugins through ``build``, as in ``train.run``; its loss goes through the adapter;
 its metrics have the definitions of ``module.metrics_for``.
 
-1. Each member is set up as its job would be alone: ``seed_everything(seed)``, then
+1. Each member is set up as its job would be alone: ``seed_job(seed)``, then
    data, model and loss are built in the same order, so it starts from the same
    initial weights; its training batches come from its own data module's loader
    (shuffled by a generator seeded from the job's seed), so it sees the same order.
@@ -31,6 +31,7 @@ through the same code a job run alone uses (``train.record``).
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import math
 import os
 import pickle
@@ -41,15 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from lossopt.core._stack import Losses, Stack, clip_per_member, config_key, optimizers_for
 from lossopt.core.configs import build, plugin_values
-from lossopt.core.errors import LossoptError
-from lossopt.core.module import diverged
+from lossopt.core.errors import LossoptError, diverged
+from lossopt.core.recipe import seed_job
 from lossopt.core.stacked_metrics import StackedMetrics
 from lossopt.core.train import _loss_values, monitor_of
 
@@ -118,7 +118,7 @@ def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[Member | Exception]
     data, draws = None, True
     for cfg in cfgs:
         try:
-            L.seed_everything(cfg.seed, workers=True, verbose=False)
+            seed_job(cfg.seed)
             if data is None or draws:
                 before = torch.random.get_rng_state()
                 data = build("data", cfg.data.name, plugin_values(cfg, "data"))
@@ -542,7 +542,7 @@ def _save_checkpoint(member: Member, outcome: MemberOutcome, output_dir: Path) -
     checkpoint = {
         "epoch": epoch,
         "global_step": global_step,
-        "pytorch-lightning_version": L.__version__,
+        "pytorch-lightning_version": importlib.metadata.version("lightning"),
         "state_dict": state,
     }
     torch.save(checkpoint, path)

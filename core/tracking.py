@@ -158,10 +158,17 @@ _SQLITE = "sqlite:///"
 
 
 def experiment_id(client, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name)
+    """The id of experiment ``name`` in ``client``'s store, created if needed; looked up
+    once per process (a stacked sweep records dozens of runs in a row)."""
+    key = (client, name)  # the client itself: clients of other stores never collide
+    if key not in _experiment_ids:
+        experiment = client.get_experiment_by_name(name)
+        found = experiment.experiment_id if experiment is not None else None
+        _experiment_ids[key] = found or client.create_experiment(name)
+    return _experiment_ids[key]
+
+
+_experiment_ids: dict[tuple[Any, str], str] = {}
 
 
 @dataclass

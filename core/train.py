@@ -143,6 +143,8 @@ def run(
 
     from lossopt.core._quiet import job_progress_bar
     from lossopt.core._startup_heap import settle
+    from lossopt.core.data import lightning_data
+    from lossopt.core.recipe import seed_job
     from lossopt.core.tracking import TAG_OUTPUT_DIR, is_rank_zero, source_tags, tracked_run
 
     checkpoints = Path(output_dir) / "checkpoints"
@@ -161,7 +163,7 @@ def run(
         settle()  # start-up is over (Lightning and MLflow imported): see _startup_heap
         # 2. Validate everything before anything heavy runs.
         validate(cfg)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        seed_job(cfg.seed)
 
         # 3. Build the plugins, through the registry only.
         data = build("data", cfg.data.name, plugin_values(cfg, "data"))
@@ -186,14 +188,15 @@ def run(
         )
         # 4. Fit (from the last epoch a dead process saved), then test the best checkpoint.
         # weights_only=False: lossopt's own checkpoints (they hold the random state).
-        trainer.fit(module, datamodule=data, ckpt_path=last, weights_only=False)
+        datamodule = lightning_data(data)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=False)
         if trainer.interrupted:
             raise KeyboardInterrupt
         if is_rank_zero():  # only needed while the job can be interrupted
             (checkpoints / LAST_CHECKPOINT).unlink(missing_ok=True)
         best = checkpoint.best_model_path or None
         tested = trainer.test(
-            module, datamodule=data, ckpt_path=best, verbose=False, weights_only=False
+            module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False
         )
         metrics = {k: float(v) for k, v in tested[0].items()} if tested else {}
         score = checkpoint.best_model_score

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from sklearn import datasets as skdata
 from sklearn.model_selection import train_test_split
-from torchvision import datasets as tvdata
 
 from lossopt.core.checks import Check, OneOf, Range
 from lossopt.core.data import Split, TensorDataModule
@@ -351,7 +350,8 @@ def synthetic_images_data(
     noise of std ``noise`` (at 10, lenet5 reaches ~80% validation accuracy in 3
     epochs on the default geometry; lower is easier)."""
     x, y = _make_images(channels, size, n_classes, n_samples, noise, seed)
-    parts = _split("synthetic_images", n_samples, split_seed, val_fraction, test_fraction, y.numpy())
+    labels = y.numpy()
+    parts = _split("synthetic_images", n_samples, split_seed, val_fraction, test_fraction, labels)
     train, val, test = _splits(x, y, parts)
     return TensorDataModule(
         "synthetic_images", "multiclass", train, val, test, n_classes, batch_size, num_workers
@@ -359,89 +359,6 @@ def synthetic_images_data(
 
 
 # --- torchvision sets -------------------------------------------------------------------
-
-
-class _CIFAR10(tvdata.CIFAR10):
-    """CIFAR10 that verifies md5 sums only when downloading.
-
-    torchvision checks the md5 of every batch file on every load. That rejects any copy
-    that is not byte-identical to the official archive (batches re-pickled by another
-    tool, or written by tests in the same format) and re-reads 170 MB each time. Without
-    ``download`` we check that the files are present; a damaged file still fails when
-    it is unpickled. A download is verified as usual.
-    """
-
-    def __init__(self, root: str, train: bool, download: bool) -> None:
-        self._verify_md5 = download
-        if not download:
-            self.meta = {**self.meta, "md5": None}  # read by _load_meta
-        super().__init__(root, train=train, download=download)
-
-    def _check_integrity(self) -> bool:
-        if self._verify_md5:
-            return super()._check_integrity()
-        folder = os.path.join(self.root, self.base_folder)
-        files = [name for name, _ in self.train_list + self.test_list]
-        return all(os.path.isfile(os.path.join(folder, name)) for name in files)
-
-
-def _expected_files(cls: type, root: str) -> tuple[str, list[str]]:
-    """The folder torchvision reads and the file names it needs there."""
-    if issubclass(cls, tvdata.CIFAR10):
-        names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-        return os.path.join(root, cls.base_folder), names
-    names = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
-    return os.path.join(root, cls.__name__, "raw"), names
-
-
-def _images(data: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 images [N, H, W] or [N, H, W, C] → float32 [N, C, H, W] in [0, 1]."""
-    x = torch.as_tensor(data)
-    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-    return x.float().div_(255.0).contiguous()
-
-
-@functools.lru_cache(maxsize=4)
-def _load_torchvision(name: str, root: str, download: bool) -> tuple[Split, Split]:
-    """The official train and test splits of a torchvision set, as float tensors.
-
-    ``root`` must be absolute, so the cache key names one folder.
-    """
-    cls = _TORCHVISION[name]
-    try:
-        sets = [cls(root, train=train, download=download) for train in (True, False)]
-    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
-        raise _missing(name, cls, root, download, error) from error
-    return tuple(  # type: ignore[return-value]
-        Split(_images(s.data), torch.as_tensor(s.targets, dtype=torch.int64)) for s in sets
-    )
-
-
-def _missing(name: str, cls: type, root: str, download: bool, error: Exception) -> LossoptError:
-    """One message: what failed, where the files are expected, and how to get them."""
-    folder, files = _expected_files(cls, root)
-    missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
-    if download:
-        what = f"downloading it failed ({error})"
-    elif missing == files:
-        what = "its files are not there"
-    elif missing:
-        what = f"{', '.join(missing)} missing"
-    else:
-        what = f"its files could not be read ({error})"
-    fetch = "check the network" if download else "run with data.download=true to download them"
-    return LossoptError(
-        f"dataset '{name}': {what}. Expected in {folder}: {', '.join(files)}. "
-        f"To fix: {fetch}, or copy the files there "
-        f"(data.root={root} is the folder above {os.path.relpath(folder, root)})."
-    )
-
-
-_TORCHVISION: dict[str, type] = {
-    "mnist": tvdata.MNIST,
-    "fashion_mnist": tvdata.FashionMNIST,
-    "cifar10": _CIFAR10,
-}
 
 
 def torchvision_data(
@@ -455,7 +372,9 @@ def torchvision_data(
 ) -> TensorDataModule:
     """A torchvision dataset read from ``root``: the official test split as test,
     validation a stratified ``val_fraction`` of train. The plugins bind ``name``."""
-    train, test = _load_torchvision(name, os.path.abspath(os.path.expanduser(root)), download)
+    from lossopt.plugins._torchvision_sets import load_torchvision
+
+    train, test = load_torchvision(name, os.path.abspath(os.path.expanduser(root)), download)
     parts = _split(name, len(train.x), split_seed, val_fraction, labels=train.y.numpy())[:2]
     fit, held_out = _splits(train.x, train.y, parts)
     return TensorDataModule(name, "multiclass", fit, held_out, test, 10, batch_size, num_workers)

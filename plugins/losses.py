@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import sigmoid_focal_loss
 
 from lossopt.core.checks import OneOf, Range
 from lossopt.core.specs import Contract, LossSpec
@@ -69,6 +68,9 @@ class SigmoidFocalLoss(nn.Module):
         self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        # Imported here: torchvision brings torch._dynamo (0.8 s) into every process.
+        from torchvision.ops import sigmoid_focal_loss
+
         return sigmoid_focal_loss(logits, target, self.alpha, self.gamma, self.reduction)
 
 

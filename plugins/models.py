@@ -11,7 +11,6 @@ and refuse vector data with a message pointing at ``model=mlp``.
 import math
 
 import torch
-import torchvision
 from torch import nn
 
 from lossopt.core.checks import OneOf, Range
@@ -146,6 +145,8 @@ def build_resnet18(
     conv stride 1 and no maxpool, as ResNets for CIFAR do, so 8x8 to 32x32 images keep
     their resolution; None chooses it when H or W < 64.
     """
+    import torchvision  # here: it brings torch._dynamo (0.8 s) into every process
+
     channels, height, width = _image_shape("resnet18", input_shape)
     model = torchvision.models.resnet18(weights=None, num_classes=num_outputs)
     if small_input_stem is None:

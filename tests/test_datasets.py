@@ -21,7 +21,7 @@ from torch.utils.data import DistributedSampler
 
 from lossopt.core.data import TensorDataModule
 from lossopt.core.errors import LossoptError
-from lossopt.plugins import datasets
+from lossopt.plugins import _torchvision_sets, datasets
 
 # --- writers for the on-disk formats torchvision reads ---------------------------------
 
@@ -283,9 +283,9 @@ def test_data_is_loaded_once_per_process(vision_root: Path) -> None:
     assert datasets._load_digits.cache_info().hits == hits + 1
 
     datasets.mnist.factory(root=str(vision_root))
-    hits = datasets._load_torchvision.cache_info().hits
+    hits = _torchvision_sets.load_torchvision.cache_info().hits
     datasets.mnist.factory(root=str(vision_root), batch_size=8)
-    assert datasets._load_torchvision.cache_info().hits == hits + 1
+    assert _torchvision_sets.load_torchvision.cache_info().hits == hits + 1
 
 
 # --- torchvision sets: real formats, scaling, errors ---------------------------------
@@ -346,3 +346,23 @@ def test_invalid_parameters_are_reported_by_name() -> None:
     assert checks["val_fraction"](0.0) and checks["batch_size"](0)
     assert checks["val_fraction"](0.1) is None and checks["batch_size"](64) is None
     assert "test_fraction" not in datasets.mnist.all_checks()  # mnist has no such parameter
+
+
+def test_the_trainer_gets_a_tensor_data_module_through_lightning_with_its_state():
+    from lightning import LightningDataModule
+
+    from lossopt.core.data import lightning_data
+
+    data = datasets.digits.factory(batch_size=32)
+    trained = lightning_data(data)
+    assert isinstance(trained, LightningDataModule) and lightning_data(trained) is trained
+    loader = trained.train_dataloader()
+    first = next(iter(loader))[1]
+    state = trained.state_dict()  # a checkpoint after epoch 1: its shuffling generator
+    second = next(iter(loader))[1]
+    again = lightning_data(datasets.digits.factory(batch_size=32))
+    again.load_state_dict(state)
+    assert torch.equal(next(iter(again.train_dataloader()))[1], second)
+    assert not torch.equal(first, second)
+    with pytest.raises(LossoptError, match="returns a LightningDataModule or a lossopt"):
+        lightning_data(object())

@@ -218,6 +218,28 @@ def test_a_sweep_mixing_lbfgs_and_adam_stacks_adam_and_finishes_all(tmp_path):
     assert sorted(r.info.status for r in children.values()) == ["FINISHED"] * 4
 
 
+# What a fully stacked sweep's process imports; Lightning, torchmetrics and torchvision
+# (with torch._dynamo) are 1.2 s of start-up, and matplotlib draws in a worker process.
+IMPORTS = """
+import sys
+from lossopt.core.cli import main
+code = main(sys.argv[1:])
+heavy = ("lightning", "torchmetrics", "torchvision", "matplotlib")
+print("imported:", sorted(m for m in heavy if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def test_a_fully_stacked_sweep_never_imports_lightning_torchvision_or_matplotlib(tmp_path):
+    args = ["train", "-m", "loss=cross_entropy,focal", "seed=0,1", *SHORT]
+    command = [sys.executable, "-c", IMPORTS, *args]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 jobs: 1 stacked group of 4" in result.stdout
+    assert "imported: []" in result.stdout
+    assert len(list(tmp_path.glob("multirun/*/*/*/confusion_matrix.png"))) == 4
+
+
 @pytest.mark.slow
 def test_a_sweep_resumes_across_launchers_and_chunks_give_the_same_results(tmp_path):
     sweep = ["optimizer=sgd,adamw", "seed=0,1", *SHORT]

@@ -13,6 +13,7 @@ def test_a_confusion_matrix_saved_after_others_looks_like_one_drawn_alone(tmp_pa
     rng = np.random.default_rng(0)
     matrices = [rng.integers(0, 60, (10, 10)) for _ in range(3)]
     matrices.append(np.diag(np.arange(10)))  # another colour scale and label colours
+    matrices.insert(2, rng.integers(0, 5, (3, 3)))  # another size between them
     for k, counts in enumerate(matrices):
         save_confusion(counts, tmp_path / f"saved{k}.png")
     for k, counts in enumerate(matrices):

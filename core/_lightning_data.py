@@ -1,0 +1,34 @@
+"""A ``TensorDataModule`` as a LightningDataModule (see ``core.data``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lossopt.core.data import TensorDataModule
+
+
+class LightningTensorData(LightningDataModule):
+    """Lightning's view of a ``TensorDataModule``: its loaders, and its state (the
+    training order's generator) in the job's checkpoints."""
+
+    def __init__(self, data: TensorDataModule) -> None:
+        super().__init__()
+        self.data = data
+
+    def train_dataloader(self) -> DataLoader:
+        return self.data.train_dataloader()
+
+    def val_dataloader(self) -> DataLoader:
+        return self.data.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self.data.test_dataloader()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.data.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.data.load_state_dict(state_dict)
