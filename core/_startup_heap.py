@@ -21,7 +21,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-__all__ = ["settle", "starting_up"]
+__all__ = ["settle", "start_up", "starting_up"]
 
 _deferred = False
 
@@ -30,14 +30,20 @@ _deferred = False
 def starting_up() -> Iterator[None]:
     """The collector is off from here until ``settle()``, at the latest until the block
     ends (a command that stops before its first job)."""
-    global _deferred
-    if gc.isenabled():
-        gc.disable()
-        _deferred = True
+    start_up()
     try:
         yield
     finally:
         settle()
+
+
+def start_up() -> None:
+    """The collector is off from here until ``settle()`` (a process that imports its
+    modules in steps: the vectorized launcher's helper)."""
+    global _deferred
+    if gc.isenabled():
+        gc.disable()
+        _deferred = True
 
 
 def settle() -> None:

@@ -38,6 +38,9 @@ class ConfigError(LossoptError):
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"invalid configuration ({len(self.problems)} {noun}):\n{lines}")
 
+    def __reduce__(self) -> tuple:  # the same error after pickling (a helper process's)
+        return (ConfigError, (self.problems,))
+
 
 def print_error(message: object, prefix: str = "error") -> None:
     """One error on stderr, red prefix; the message is printed literally (it may hold

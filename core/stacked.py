@@ -57,6 +57,7 @@ __all__ = [
     "BF16_MIXED",
     "FLOAT32",
     "MemberOutcome",
+    "build_members",
     "device_of",
     "journal_of",
     "member_bytes",
@@ -106,7 +107,7 @@ def device_of(trainer: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def _build_members(cfgs: Sequence[DictConfig]) -> tuple[list[Member | Exception], Any]:
+def build_members(cfgs: Sequence[DictConfig]) -> tuple[list[Member | Exception], Any]:
     """Each job's own objects, built in the order ``train.run`` builds them (or the
     error that stopped it: that job fails alone), and the data they share.
 
@@ -136,7 +137,7 @@ def member_bytes(cfg: DictConfig) -> int:
     """Rough memory one member needs: its parameters with gradient, best copy and up
     to three optimizer states, and the activations of a training batch (kept for the
     backward pass, with their gradients)."""
-    (member,), data = _build_members([cfg])
+    (member,), data = build_members([cfg])
     if isinstance(member, Exception):
         raise member
     params = sum(p.numel() for p in member.model.parameters())
@@ -187,6 +188,7 @@ def train_stack(
     output_dirs: Sequence[Path],
     checkpoint: Path | None = None,
     checkpoint_every_s: float = 0.0,
+    show_progress: bool = True,
 ) -> list[MemberOutcome]:
     """Train the jobs ``cfgs`` as one stack; one outcome per job, in the same order.
 
@@ -194,7 +196,8 @@ def train_stack(
     A job whose plugins cannot be built fails alone, with its error. ``checkpoint``:
     the file where the stack's whole state is kept at the end of an epoch, at most
     every ``checkpoint_every_s`` seconds; when it exists, training resumes from it (a
-    process killed mid-sweep, run again).
+    process killed mid-sweep, run again). ``show_progress``: the jobs' progress bar, when
+    their trainer settings ask for one (not from a helper process).
     """
     started = _now_ms()
     # Members that share a loss, then an optimizer, sit next to each other in the stack.
@@ -202,7 +205,7 @@ def train_stack(
         range(len(cfgs)),
         key=lambda i: (config_key(cfgs[i], "loss"), config_key(cfgs[i], "optimizer", "scheduler")),
     )
-    built, data = _build_members([cfgs[i] for i in order])
+    built, data = build_members([cfgs[i] for i in order])
     outcomes: dict[int, MemberOutcome] = {}
     stacked: list[tuple[int, Member]] = []
     for i, member in zip(order, built, strict=True):
@@ -213,7 +216,8 @@ def train_stack(
             stacked.append((i, member))
     if stacked:
         members = [m for _, m in stacked]
-        trained = _Training(members, data, started, checkpoint, checkpoint_every_s).run()
+        training = _Training(members, data, started, checkpoint, checkpoint_every_s)
+        trained = training.run(show_progress)
         for (i, member), outcome in zip(stacked, trained, strict=True):
             if outcome.error is None and outcome.best_epoch >= 0:
                 outcome.best_checkpoint = _save_checkpoint(member, outcome, output_dirs[i])
@@ -275,13 +279,13 @@ class _Training:
         self.alive[k] = False
         self.stack.freeze(k)
 
-    def run(self) -> list[MemberOutcome]:
+    def run(self, show_progress: bool = True) -> list[MemberOutcome]:
         from rich.progress import Progress
 
         every = int(self.cfg.trainer.log_every_n_steps)
         step_losses: list[tuple[int, Tensor, int]] = []
         epochs = int(self.cfg.trainer.max_epochs)
-        shown = bool(self.cfg.trainer.enable_progress_bar)
+        shown = show_progress and bool(self.cfg.trainer.enable_progress_bar)
         first = self._resume(step_losses)
         with Progress(transient=True, disable=not shown) as progress:
             bar = progress.add_task(f"{len(self.members)} jobs stacked, epoch", total=epochs)

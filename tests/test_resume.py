@@ -28,24 +28,49 @@ def _env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200"}
 
 
-def _killed_after(command: list[str], cwd: Path, pattern: str, writes: int) -> None:
-    """Start ``command`` and SIGKILL it once a file matching ``pattern`` under ``cwd``
-    has been written ``writes`` times (a checkpoint per epoch)."""
+def _killed_after(
+    command: list[str], cwd: Path, pattern: str, writes: int, files: int = 1
+) -> list[int]:
+    """Start ``command`` and SIGKILL it once ``files`` files matching ``pattern`` under
+    ``cwd`` have each been written ``writes`` times (a checkpoint per epoch). Returns
+    the pids of its child processes at that moment (Linux; none elsewhere)."""
     process = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
     )
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
+    children: list[int] = []
     deadline = time.monotonic() + 600
     while process.poll() is None and time.monotonic() < deadline:
         for path in cwd.glob(pattern):
             with contextlib.suppress(OSError):  # replaced while looking
-                seen.add(path.stat().st_mtime_ns)
-        if len(seen) >= writes:
+                seen.add((path.name, path.stat().st_mtime_ns))
+        counts = [sum(name == n for n, _ in seen) for name in {n for n, _ in seen}]
+        if len(counts) >= files and all(count >= writes for count in counts):
+            children = _children_of(process.pid)
             os.kill(process.pid, signal.SIGKILL)
             break
         time.sleep(0.005)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the sweep ended before it could be killed"
+    return children
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return not (state.exists() and state.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 def _children(cwd: Path) -> tuple[MlflowClient, dict[str, object]]:
@@ -111,6 +136,37 @@ def test_a_stack_killed_mid_training_resumes_from_its_last_epoch(tmp_path):
     assert "resumed 4 stacked jobs after epoch" in again.stdout
     _same_record(whole, resumed)
     assert not list(resumed.glob("multirun/*/*/.lossopt-resume/stack-*.pt"))
+
+
+@pytest.mark.slow
+def test_two_stacks_trained_at_once_die_with_the_sweep_and_both_resume(tmp_path):
+    # 16 jobs on the CPU: two stacks of 8, one in the sweep's process, one in its helper.
+    command = _command(
+        "loss=cross_entropy,focal",
+        "optimizer=sgd,adamw",
+        "optimizer.weight_decay=0,0.001",
+        "seed=0,1",
+        "trainer.max_epochs=30",
+    )
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir(), resumed.mkdir()
+    first = subprocess.run(command, cwd=whole, capture_output=True, text=True, env=_env())
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "trained 16 jobs as two stacks at once (8 and 8)" in first.stdout
+
+    pattern = "multirun/*/*/.lossopt-resume/stack-*.pt"
+    helpers = _killed_after(command, resumed, pattern, writes=4, files=2)
+    if sys.platform == "linux":  # the helper ended with the sweep, not training on
+        assert helpers, "the sweep had no helper process"
+        deadline = time.monotonic() + 10
+        while any(map(_alive, helpers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, helpers))
+    again = subprocess.run(command, cwd=resumed, capture_output=True, text=True, env=_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("resumed 8 stacked jobs after epoch") == 2, again.stdout
+    _same_record(whole, resumed)
+    assert not list(resumed.glob(pattern))
 
 
 def test_this_process_is_running_and_an_ended_one_is_not():

@@ -23,6 +23,8 @@ class VectorizedLauncherConf:
     max_members: Optional[int] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
     # torch's threads while a stack trains on the CPU; null takes half the cores.
     cpu_threads: Optional[int] = None  # noqa: UP045
+    # On the CPU, a group of 16 jobs or more trains as two stacks at once (two processes).
+    parallel_stacks: bool = True
 
 
 ConfigStore.instance().store(
@@ -37,10 +39,11 @@ class VectorizedLauncher(Launcher):
         self,
         max_members: Optional[int] = None,  # noqa: UP045
         cpu_threads: Optional[int] = None,  # noqa: UP045
+        parallel_stacks: bool = True,
     ) -> None:
         from lossopt.core.launcher import StackingLauncher
 
-        self._launcher = StackingLauncher(max_members, cpu_threads)
+        self._launcher = StackingLauncher(max_members, cpu_threads, parallel_stacks)
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self._launcher.setup(
