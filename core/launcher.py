@@ -295,6 +295,8 @@ class StackingLauncher:
         elsewhere = None
         if len(parts) == 2:
             elsewhere = self.helper.submit(_train_in_helper, _stack_of(parts[0]), self.cpu_threads)
+        # While this process trains: the drawing's imports, for the records afterwards.
+        self.helper.submit(_draw_confusion)
 
         def here() -> list:
             threads = torch.get_num_threads()
@@ -349,7 +351,7 @@ class StackingLauncher:
             or not self._on_cpu(chunk)
         ):
             return [chunk]
-        middle = len(chunk) // 2
+        middle = round(len(chunk) * _HELPER_SHARE)
         return [chunk[:middle], chunk[middle:]]
 
     def _outcomes(self, jobs: list[_Job], returns: dict[int, Any], train: Any) -> list | None:
@@ -406,6 +408,12 @@ def _now_ms() -> int:
 
 
 _HALF_STACK = 8  # the fewest members of each of two stacks trained at once
+# The helper's share of the members. Before its first stack, the launcher's process
+# imports torch._dynamo (building any torch optimizer does; 0.7 s, as long as a few of
+# the study's members take to train), which the helper imported while it started. A
+# fixed share, not one that depends on what was imported: a re-run splits a group as
+# the interrupted run did, and finds both stacks' resume points.
+_HELPER_SHARE = 0.53
 
 
 def _stack_of(jobs: list[_Job]) -> tuple:
@@ -467,12 +475,12 @@ def _train_in_helper(stack: tuple, threads: int) -> list:
     return outcomes
 
 
-def _draw_confusion(matrix: Any, path: Path) -> str:
-    """``plots.save_confusion``: matplotlib is imported in the helper, never in the
-    launcher's process."""
+def _draw_confusion(*matrix_and_path: Any) -> str | None:
+    """``plots.save_confusion(matrix, path)``; without arguments, only its imports.
+    Matplotlib is imported in the helper, never in the launcher's process."""
     from lossopt.core.plots import save_confusion
 
-    return save_confusion(matrix, path)
+    return save_confusion(*matrix_and_path) if matrix_and_path else None
 
 
 def _compose_once(loader: Any) -> None:
