@@ -346,3 +346,71 @@ def test_configs_set_from_a_composed_job_equal_hydras_own_composition(monkeypatc
         loader.load_sweep_config(master, ["loss=focal", "loss.gamma=2"])
         with pytest.raises(ConfigCompositionException, match="loss.gamma=null"):
             loader.load_sweep_config(master, ["loss=focal", "loss.gamma=null"])
+
+
+def test_a_member_is_recorded_through_what_hydras_run_job_does(tmp_path, monkeypatch):
+    """``_record`` is Hydra's ``run_job`` less two copies: the same .hydra files, job
+    return, working directory, environment and callbacks, for the same job."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf
+
+    from lossopt.core.app import CONFIG_DIR, CONFIG_NAME, VERSION_BASE, register_launcher
+    from lossopt.core.configs import store_configs
+    from lossopt.core.launcher import StackingLauncher
+
+    store_configs()
+    register_launcher()
+    monkeypatch.chdir(tmp_path)
+    seen: list[tuple] = []
+
+    class Probe:
+        def on_job_start(self, config, task_function):
+            seen.append(("start", OmegaConf.to_yaml(config), os.getcwd(), os.environ.get("X")))
+
+        def on_job_end(self, config, job_return):
+            seen.append(("end", OmegaConf.to_yaml(config), job_return.status))
+
+    def task(cfg):
+        seen.append(("task", OmegaConf.to_yaml(cfg), HydraConfig.get().runtime.output_dir))
+        return cfg.seed + 0.5
+
+    overrides = ["optimizer=sgd", "optimizer.lr=0.1", "seed=3", "+hydra.job.env_set.X=1"]
+    results = {}
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
+        loader = GlobalHydra.instance().config_loader()
+        for way in ("sweep_by_hydra", "sweep_by_ours"):
+            master = loader.load_configuration(
+                CONFIG_NAME, [f"hydra.sweep.dir={way}"], run_mode=RunMode.MULTIRUN
+            )
+            launcher = StackingLauncher()
+            launcher.config, launcher.task_function = master, task
+            launcher.hydra_context = HydraContext(config_loader=loader, callbacks=Probe())
+            job = launcher._compose(4, overrides)
+            seen.clear()
+            # _run: Hydra's run_job, as for a job that trains alone.
+            record = launcher._run if way == "sweep_by_hydra" else launcher._record
+            ret = record(job, task)
+            files = {p.name: p.read_text() for p in (tmp_path / way / "4" / ".hydra").iterdir()}
+            results[way] = (ret, files, list(seen), (tmp_path / way / "4" / "lossopt.log").exists())
+    (hydras, hydra_files, hydra_seen, hydra_log), (ours, our_files, our_seen, our_log) = (
+        results["sweep_by_hydra"],
+        results["sweep_by_ours"],
+    )
+
+    def same(text: str) -> str:  # the two sweeps' folders differ by name only
+        return text.replace("sweep_by_hydra", "sweep_by_ours")
+
+    assert sorted(our_files) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    for name, text in hydra_files.items():
+        assert our_files[name] == same(text), name
+    assert our_log and hydra_log
+    assert [s[0] for s in our_seen] == ["start", "task", "end"] == [s[0] for s in hydra_seen]
+    assert our_seen[0][2:] == hydra_seen[0][2:] and our_seen[2][2:] == hydra_seen[2][2:]
+    assert our_seen[1][:2] == hydra_seen[1][:2] and our_seen[1][2] == same(hydra_seen[1][2])
+    for field in ("overrides", "return_value", "status", "task_name", "working_dir"):
+        assert getattr(ours, field) == getattr(hydras, field), field
+    assert OmegaConf.to_container(ours.cfg) == OmegaConf.to_container(hydras.cfg)
+    assert ours.return_value == 3.5 and os.getcwd() == str(tmp_path)
