@@ -196,7 +196,14 @@ class StackingLauncher:
         task = copy.deepcopy(self.config)
         with open_dict(task):
             del task["hydra"]
-        self.helper.submit(_warm_up, task, self.cpu_threads)
+        from lossopt.core.stacked import device_of
+
+        trains = (
+            self.parallel_stacks
+            and (os.cpu_count() or 1) >= 2 * self.cpu_threads
+            and device_of(task.trainer).type == "cpu"
+        )
+        self.helper.submit(_warm_up, task, self.cpu_threads if trains else 0)
 
     def _stop_helper(self) -> None:
         if self.helper is not None:
@@ -512,10 +519,15 @@ def _end_with_parent() -> None:
 def _warm_up(task: DictConfig, threads: int) -> None:
     """What training a stack imports and loads, while the launcher's process composes
     the jobs: torch, the plugins and data of the sweep's base config, and
-    ``torch._dynamo``, which building any torch optimizer imports (0.7 s)."""
+    ``torch._dynamo``, which building any torch optimizer imports (0.7 s). ``threads``
+    0: the helper will only draw (stacks on a GPU), and loads nothing yet."""
+    from lossopt.core._startup_heap import settle
+
+    if not threads:
+        settle()
+        return
     import torch
 
-    from lossopt.core._startup_heap import settle
     from lossopt.core.stacked import build_members
 
     torch.set_num_threads(threads)
