@@ -158,7 +158,8 @@ class StackingLauncher:
     side by side take about half the time: the other half of the cores.
 
     The helper process starts with the sweep (its imports overlap the composition of
-    the jobs); it trains half stacks and draws the members' confusion matrices.
+    the jobs) and serves all its batches (an Optuna search's too); it trains half stacks
+    and draws the members' confusion matrices. It ends with the sweep's process.
     """
 
     def __init__(
@@ -224,11 +225,12 @@ class StackingLauncher:
         self.hydra_context.config_loader.composed.clear()
         try:
             for group in groups:
-                self._start_helper()  # again for the batches after the first
+                self._start_helper()  # kept from the batch before, warm, if any
                 for chunk in self._split(group):
                     self._train(chunk, returns)
-        finally:
+        except BaseException:
             self._stop_helper()
+            raise
         for job in [*skipped, *(job for job, _ in alone)]:
             returns[job.index] = self._run(job, self.task_function)
         return [returns[job.index] for job in jobs]
