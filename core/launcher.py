@@ -197,13 +197,7 @@ class StackingLauncher:
         task = copy.deepcopy(self.config)
         with open_dict(task):
             del task["hydra"]
-        from lossopt.core.stacked import device_of
-
-        trains = (
-            self.parallel_stacks
-            and (os.cpu_count() or 1) >= 2 * self.cpu_threads
-            and device_of(task.trainer).type == "cpu"
-        )
+        trains = self._helper_trains(task)
         self.helper.submit(_warm_up, task, self.cpu_threads if trains else 0)
 
     def _stop_helper(self) -> None:
@@ -349,16 +343,22 @@ class StackingLauncher:
 
         return device_of(jobs[0].task.trainer).type == "cpu"
 
+    def _helper_trains(self, task: DictConfig) -> bool:
+        """Whether stacks of jobs with ``task``'s trainer settings may train two at
+        once, one in the helper (see ``parallel_stacks``)."""
+        from lossopt.core.stacked import device_of
+
+        cores = os.cpu_count() or 1
+        return (
+            self.parallel_stacks
+            and cores >= 2 * self.cpu_threads
+            and device_of(task.trainer).type == "cpu"
+        )
+
     def _halves(self, chunk: list[_Job]) -> list[list[_Job]]:
         """The chunk as the two stacks trained at once (see ``parallel_stacks``), or
         as itself."""
-        cores = os.cpu_count() or 1
-        if (
-            not self.parallel_stacks
-            or len(chunk) < 2 * _HALF_STACK
-            or cores < 2 * self.cpu_threads
-            or not self._on_cpu(chunk)
-        ):
+        if len(chunk) < 2 * _HALF_STACK or not self._helper_trains(chunk[0].task):
             return [chunk]
         middle = round(len(chunk) * _HELPER_SHARE)
         return [chunk[:middle], chunk[middle:]]
