@@ -26,7 +26,7 @@ train: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
 
-# The browser test (tests/test_ui_browser.py) drives Debian's headless Chromium.
+# The browser test (tests/mlflow_ui/test_ui_browser.py) drives Debian's headless Chromium.
 browser:
 	@if command -v chromedriver >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

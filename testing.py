@@ -11,7 +11,7 @@ plugins with.
 raise AssertionError naming the rules a plugin breaks.
 """
 
-from lossopt.core.conformance import (
+from lossopt.core.conformance.kit import (
     Result,
     check,
     check_loss,

@@ -113,7 +113,7 @@ def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from lossopt.core.sweep import job_context
+    from lossopt.core.sweep.callback import job_context
 
     hydra_cfg = HydraConfig.get()
     calm(sweep=hydra_cfg.mode == RunMode.MULTIRUN)  # again in a joblib / submitit worker
@@ -176,7 +176,7 @@ def member_task(outcome) -> Callable[[DictConfig], float]:
     def task(cfg: DictConfig) -> float:
         from hydra.core.hydra_config import HydraConfig
 
-        from lossopt.core.sweep import job_context
+        from lossopt.core.sweep.callback import job_context
 
         return _sweep_job(cfg, HydraConfig.get(), *job_context(), member=outcome)
 
@@ -193,8 +193,8 @@ def _sweep_job(
     recorded instead of training the job here (the launcher already left out the
     FINISHED ones).
     """
-    from lossopt.core._gpu_slots import pin_worker_gpu
-    from lossopt.core.sweep import finished_job, unfinished_run, write_result
+    from lossopt.core.sweep.callback import finished_job, unfinished_run, write_result
+    from lossopt.core.sweep.gpu_slots import pin_worker_gpu
     from lossopt.core.train import monitor_of, record, run
 
     job = hydra_cfg.job.num

@@ -36,13 +36,13 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lossopt.core.check_view import run_checks
+    from lossopt.core.conformance.view import run_checks
 
     return run_checks(Console(), args.names, args.all, args.verbose)
 
 
 def _new_plugin(args: argparse.Namespace) -> int:
-    from lossopt.core.scaffold import write_package
+    from lossopt.core.scaffold.package import write_package
 
     written = write_package(args.dir, args.kind, args.name)
     console = Console()
@@ -57,7 +57,7 @@ def _new_plugin(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lossopt.core.report import print_report, write_report
+    from lossopt.core.report.comparison import print_report, write_report
     from lossopt.core.tracking import default_uri
 
     report = write_report(
@@ -65,7 +65,7 @@ def _report(args: argparse.Namespace) -> int:
         args.target, args.target_fraction,
     )  # fmt: skip
     if args.rerun_best:
-        from lossopt.core._rerun import rerun_best
+        from lossopt.core.report.rerun import rerun_best
 
         print_report(report, Console())
         report = rerun_best(
@@ -90,7 +90,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from lossopt.core.server import ServerSettings, run_server
+    from lossopt.core.mlflow_ui.server import ServerSettings, run_server
 
     settings = ServerSettings(
         args.host, args.port, args.backend_store_uri, args.artifacts_destination, args.workers
@@ -99,10 +99,10 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _ui_landing(uri: str, base: str, experiment: str | None) -> str:
-    """The experiment's runs, in its latest sweep's view (``core._ui_view``)."""
+    """The experiment's runs, in its latest sweep's view (``core.mlflow_ui.view``)."""
     from pathlib import Path
 
-    from lossopt.core._ui_view import ensure_training_view, landing, runs_url
+    from lossopt.core.mlflow_ui.view import ensure_training_view, landing, runs_url
     from lossopt.core.tracking import open_client
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():

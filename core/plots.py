@@ -111,7 +111,7 @@ _confusion_redraws: dict[int, _ConfusionRedraw] = {}
 
 def save_confusion(matrix, path: str | Path) -> str:
     """``confusion_figure(matrix)`` written as a PNG file; returns its path. A function
-    of plain arrays, so that a worker process can draw it (see ``core.launcher``)."""
+    of plain arrays, so that a worker process can draw it (see ``core.sweep.launcher``)."""
     counts = _counts(matrix)
     redraw = _confusion_redraws.get(counts.shape[0])
     if redraw is None:

@@ -1,5 +1,5 @@
 """What a job does the same way whether it trains alone (``core.train``, Lightning's
-``Trainer``) or as a member of a stack (``core.stacked``): seeding and the optimizer's
+``Trainer``) or as a member of a stack (``core.sweep.stacked``): seeding and the optimizer's
 parameter groups.
 
 Lightning-free on purpose: a sweep whose jobs all train stacked never imports

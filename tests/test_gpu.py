@@ -14,8 +14,8 @@ import pytest
 import torch
 from test_stacked import MEMBERS, _alone, _configs, _series
 
-from lossopt.core.launcher import stack_key
-from lossopt.core.stacked import train_stack
+from lossopt.core.sweep.launcher import stack_key
+from lossopt.core.sweep.stacked import train_stack
 
 pytestmark = [
     pytest.mark.slow,

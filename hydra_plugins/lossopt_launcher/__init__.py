@@ -2,7 +2,7 @@
 
 Hydra discovers launchers only inside the ``hydra_plugins`` namespace package, so this
 is where the class Hydra instantiates lives; the work is done by
-``lossopt.core.launcher.StackingLauncher``, imported when a sweep starts (Hydra scans
+``lossopt.core.sweep.launcher.StackingLauncher``, imported when a sweep starts (Hydra scans
 this module at every start-up: it stays light).
 """
 
@@ -41,7 +41,7 @@ class VectorizedLauncher(Launcher):
         cpu_threads: Optional[int] = None,  # noqa: UP045
         parallel_stacks: bool = True,
     ) -> None:
-        from lossopt.core.launcher import StackingLauncher
+        from lossopt.core.sweep.launcher import StackingLauncher
 
         self._launcher = StackingLauncher(max_members, cpu_threads, parallel_stacks)
 

@@ -2,7 +2,7 @@
 
 Hydra builds sweepers only from classes in the ``hydra_plugins`` namespace package,
 so the class Hydra instantiates lives here; the work is done by
-``lossopt.core.search.OptunaSearch``, imported when a sweep starts (Hydra scans this
+``lossopt.core.sweep.search.OptunaSearch``, imported when a sweep starts (Hydra scans this
 module at every start-up: it stays light, Optuna is not imported here).
 """
 
@@ -53,7 +53,7 @@ class OptunaSweeper(Sweeper):
         study_name: Optional[str] = None,  # noqa: UP045
         params: Optional[Dict[str, str]] = None,  # noqa: UP006, UP045
     ) -> None:
-        from lossopt.core.search import OptunaSearch
+        from lossopt.core.sweep.search import OptunaSearch
 
         self._search = OptunaSearch(n_trials, n_jobs, sampler, seed, storage, study_name, params)
 

@@ -1,0 +1,321 @@
+"""Sweeps: one MLflow parent run per sweep, a child run per job, a summary at the end.
+
+``SweepCallback`` is a Hydra callback (``hydra.callbacks`` in ``conf/train.yaml``).
+In the launching process, before any job starts, it creates the MLflow schema, the
+experiment and the parent run — parallel jobs racing to create them would corrupt a
+new SQLite store — and hands the parent's id and a results folder to the jobs through
+the environment, which every launcher passes on (joblib workers, submitit jobs).
+Each job writes one small result file; at the end the callback ranks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from lossopt.core.errors import LossoptError, print_error
+from lossopt.core.tracking import AXES_ENV, TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
+
+__all__ = [
+    "SweepCallback",
+    "finished_fingerprints",
+    "finished_job",
+    "job_context",
+    "read_result",
+    "resume_dir",
+    "unfinished_run",
+    "write_result",
+]
+
+PARENT_ENV = "LOSSOPT_PARENT_RUN_ID"
+RESULTS_ENV = "LOSSOPT_SWEEP_RESULTS"
+RESUME_ENV = "LOSSOPT_RESUME_DIR"
+TAG_IS_SWEEP = "lossopt.sweep"
+# The folder of the sweep's first run, where stacks keep their state between epochs:
+# a re-run of the command (a new output folder) finds it through the parent run.
+TAG_RESUME_DIR = "lossopt.resume_dir"
+
+
+def sweep_id(config: DictConfig) -> str:
+    """The same sweep command (same overrides, same experiment) gives the same id."""
+    overrides = sorted(config.hydra.overrides.task)
+    text = json.dumps([config.tracking.experiment, overrides])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def job_context() -> tuple[str | None, Path | None]:
+    """(parent run id, results folder) when running as a job of a sweep."""
+    results = os.environ.get(RESULTS_ENV)
+    return os.environ.get(PARENT_ENV) or None, Path(results) if results else None
+
+
+def resume_dir() -> Path | None:
+    """Where this sweep's stacks keep their state between epochs (None outside a
+    tracked sweep: nothing could find it again)."""
+    folder = os.environ.get(RESUME_ENV)
+    return Path(folder) if folder else None
+
+
+def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{job_num}.json").write_text(json.dumps(dict(row), default=str))
+
+
+def read_result(results: Path | None, job_num: int) -> dict[str, Any] | None:
+    """What job ``job_num`` wrote with ``write_result`` (its status, objective, run
+    id), or None."""
+    path = results / f"{job_num}.json" if results else None
+    return json.loads(path.read_text()) if path and path.exists() else None
+
+
+def _finished_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1):
+    from lossopt.core.tracking import open_client, tracking_uri
+
+    client = open_client(tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'FINISHED'{extra}"
+        ),
+        max_results=limit,
+    )
+
+
+def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
+    """The FINISHED child run of this sweep with this job's config fingerprint."""
+    runs = _finished_runs(
+        cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
+    )
+    return runs[0] if runs else None
+
+
+# A job on another host whose checkpoint has not changed for this long is taken for
+# dead (this host cannot look at another's processes).
+STALE_AFTER_S = 3600
+
+
+def unfinished_run(cfg: DictConfig, parent_run_id: str) -> Any | None:
+    """This job's latest run in the sweep that its process left RUNNING or KILLED, to
+    be continued; None if there is none. A job still running (on this host: its
+    process is alive; on another: its checkpoint changed within ``STALE_AFTER_S``) is
+    not started twice: that is an error saying where it runs."""
+    from lossopt.core.tracking import (
+        TAG_HOST,
+        TAG_OUTPUT_DIR,
+        TAG_PID,
+        is_running,
+        open_client,
+        tracking_uri,
+    )
+
+    client = open_client(tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
+            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs or runs[0].info.status not in ("RUNNING", "KILLED"):
+        return None
+    run = runs[0]
+    tags = run.data.tags
+    alive = is_running(tags)
+    if alive is None:  # another host: judged by when its checkpoint last changed
+        last = Path(tags.get(TAG_OUTPUT_DIR, "")) / "checkpoints" / "last.ckpt"
+        changed = last.stat().st_mtime if last.exists() else run.info.start_time / 1000
+        alive = time.time() - changed < STALE_AFTER_S
+    if alive and run.info.status == "RUNNING":
+        raise LossoptError(
+            f"this job is running already: run {run.info.run_id}, process "
+            f"{tags.get(TAG_PID)} on {tags.get(TAG_HOST)}. It is not started twice; "
+            "re-run the sweep once that process has ended."
+        )
+    return run
+
+
+def finished_fingerprints(cfg: DictConfig, parent_run_id: str) -> set[str]:
+    """The config fingerprints of every FINISHED child run of this sweep."""
+    runs = _finished_runs(cfg, parent_run_id, limit=50000)
+    return {r.data.tags.get(TAG_FINGERPRINT) for r in runs} - {None}
+
+
+class SweepCallback(Callback):
+    """Parent run and summary of a multirun; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.results: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lossopt.core.train import monitor_of
+
+        self.results = Path(str(config.hydra.sweep.dir)).resolve() / ".lossopt-results"
+        os.environ[RESULTS_ENV] = str(self.results)
+        if not config.tracking.enabled:
+            return
+        from mlflow.entities import Param
+
+        from lossopt.core.mlflow_ui.view import (
+            VIEW_TAG,
+            ensure_training_view,
+            grid_size,
+            sweep_axes,
+            sweep_name,
+            sweep_view,
+        )
+        from lossopt.core.tracking import experiment_id, open_client, tracking_uri
+
+        axes = sweep_axes(config)
+        client = open_client(tracking_uri(config))  # creates the schema, once
+        exp_id = experiment_id(client, config.tracking.experiment)
+        sid = sweep_id(config)
+        existing = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{TAG_SWEEP}` = '{sid}' and tags.`{TAG_IS_SWEEP}` = 'true'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        resume = Path(str(config.hydra.sweep.dir)).resolve() / ".lossopt-resume"
+        if existing:
+            self.parent_run_id = existing[0].info.run_id
+            resume = Path(existing[0].data.tags.get(TAG_RESUME_DIR, resume))
+            client.update_run(self.parent_run_id, status="RUNNING")
+            Console().print(f"Resuming sweep: parent run {self.parent_run_id}")
+        else:
+            monitor, mode = monitor_of(config)
+            overrides = " ".join(config.hydra.overrides.task)
+            tags = {
+                TAG_IS_SWEEP: "true",
+                TAG_SWEEP: sid,
+                "lossopt.monitor": monitor,
+                "lossopt.monitor_mode": mode,
+                "lossopt.overrides": overrides[:5000],
+                TAG_RESUME_DIR: str(resume),
+            }
+            name = sweep_name(config.tracking.experiment, axes, grid_size(axes))
+            run = client.create_run(exp_id, tags=tags, run_name=name)
+            self.parent_run_id = run.info.run_id
+            # The axes as params, under the children's keys: the parent's row shows them.
+            client.log_batch(self.parent_run_id, params=[Param(k, v[:6000]) for k, v, _ in axes])
+        ensure_training_view(client, exp_id)
+        view = sweep_view(axes, f"best_{monitor_of(config)[0]}")
+        client.set_experiment_tag(exp_id, VIEW_TAG + sid, view)
+        os.environ[PARENT_ENV] = self.parent_run_id
+        os.environ[RESUME_ENV] = str(resume)
+        os.environ[AXES_ENV] = ",".join(key for key, _, _ in axes)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        rows = self._rows()
+        failed = [r for r in rows if r["status"] == "failed"]
+        markdown = _summary(rows, config, Console())
+        if self.parent_run_id:
+            from lossopt.core.tracking import open_client, tracking_uri
+
+            client = open_client(tracking_uri(config))
+            client.log_text(self.parent_run_id, markdown, "summary.md")
+            client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
+            from lossopt.core.mlflow_ui.view import sweep_axes, sweep_name
+
+            name = sweep_name(config.tracking.experiment, sweep_axes(config), len(rows))
+            client.update_run(self.parent_run_id, name=name)
+            client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV, AXES_ENV):
+            os.environ.pop(variable, None)
+        if failed:
+            Console(stderr=True).print(f"[bold red]{len(failed)} of {len(rows)} jobs failed.[/]")
+            raise SystemExit(1)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if self.results is None or not self.results.exists():
+            return []
+        files = sorted(self.results.glob("*.json"), key=lambda p: int(p.stem))
+        return [json.loads(p.read_text()) for p in files]
+
+
+def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -> str:
+    """Print the ranked table (one per task when the sweep spans several: each ranked
+    by its own monitored metric); return it as markdown for the parent run."""
+    from lossopt.core.train import monitor_of
+
+    monitor, mode = monitor_of(config)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:  # result files of older sweeps carry no task: the sweep's
+        key = (
+            row.get("data", config.data.name),
+            row.get("monitor", monitor),
+            row.get("mode", mode),
+        )
+        groups.setdefault(key, []).append(row)
+    lines: list[str] = []
+    for (data, group_monitor, group_mode), group in groups.items():
+        title = f"{len(group)} jobs, ranked by {group_monitor} ({group_mode})"
+        title = f"sweep summary: {title}" if len(groups) == 1 else f"{data}: {title}"
+        if len(groups) > 1:
+            lines.append(f"\n### {title}\n")
+        table, markdown = _ranked(group, group_monitor, group_mode, title)
+        console.print(table)
+        lines += markdown
+    failed = [r for r in rows if r["status"] == "failed"]
+    for row in failed:
+        lines.append(f"\n- job {row['job']} ({' '.join(row['overrides'])}): {row['error']}")
+    for row in failed:
+        print_error(row["error"], f"job {row['job']} failed ({' '.join(row['overrides'])})")
+    return "\n".join(lines) + "\n"
+
+
+def _ranked(
+    rows: list[dict[str, Any]], monitor: str, mode: str, title: str
+) -> tuple[Table, list[str]]:
+    """Jobs ranked by ``monitor`` (failed ones last): a table and its markdown lines."""
+    done = [r for r in rows if r["status"] in ("finished", "skipped")]
+    done.sort(key=lambda r: r["objective"], reverse=mode == "max")
+    failed = [r for r in rows if r["status"] == "failed"]
+    columns = ("rank", "loss", "optimizer", "lr", "seed", monitor, "status", "run")
+    # Readable at 80 columns: no borders, one space between cells; only long plugin
+    # names fold, never a number or a status.
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in ("#", *columns[1:]):
+        right = column in ("#", "lr", "seed", monitor)
+        wraps = column in ("loss", "optimizer")
+        table.add_column(
+            column, justify="right" if right else "left", no_wrap=not wraps, overflow="fold"
+        )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for rank, row in enumerate(done + failed, start=1):
+        score = row.get("objective")
+        cells = (
+            str(rank) if row in done else "-",
+            row["loss"],
+            row["optimizer"],
+            f"{row['lr']:g}" if isinstance(row["lr"], float) else str(row["lr"]),
+            str(row["seed"]),
+            f"{score:.4f}" if isinstance(score, float) and math.isfinite(score) else "-",
+            row["status"],
+            str(row.get("run_id") or "-")[:8],
+        )
+        table.add_row(*cells, style="red" if row in failed else None)
+        lines.append("| " + " | ".join(cells) + " |")
+    return table, lines
