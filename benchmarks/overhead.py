@@ -173,7 +173,7 @@ def register_probe(folder: Path) -> None:
 
 
 def lossopt_run(overrides: list[str], output_dir: Path) -> Result:
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
     from lossopt.core.train import run
 
     cfg = compose(overrides)
@@ -205,7 +205,7 @@ class Work:
 def same_work(overrides: list[str]) -> Work:
     from lightning.fabric.utilities.seed import seed_everything
 
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
     from lossopt.core.configs import build, plugin_values
     from lossopt.core.module import metrics_for
 
@@ -342,7 +342,7 @@ RUNNERS: dict[str, Callable[[list[str], Path], Result]] = {
 
 
 def bench(workload: str, args: argparse.Namespace, tmp: Path) -> Row:
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
 
     title, extra = WORKLOADS[workload]
     log_every = compose([]).trainer.log_every_n_steps  # lossopt's default

@@ -1,4 +1,9 @@
-"""A ``TensorDataModule`` as a LightningDataModule (see ``core.data``)."""
+"""A ``TensorDataModule`` as a LightningDataModule (see ``core.data``).
+
+Its own module so that ``core.data`` imports Lightning only when a job trains through
+Lightning's ``Trainer``; it needs nothing of ``core.data`` but the data module's
+loaders and state, so it does not import it back.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,12 @@ from typing import Any
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from lossopt.core.data import TensorDataModule
-
 
 class LightningTensorData(LightningDataModule):
     """Lightning's view of a ``TensorDataModule``: its loaders, and its state (the
     training order's generator) in the job's checkpoints."""
 
-    def __init__(self, data: TensorDataModule) -> None:
+    def __init__(self, data: Any) -> None:  # a core.data.TensorDataModule
         super().__init__()
         self.data = data
 

@@ -115,7 +115,7 @@ def job_progress_bar(trainer: Any) -> list:
     """The progress-bar callback for a Trainer: in a sweep's job, one that leaves no
     line behind (the job's one "finished" line follows it), and none at all when the
     output is not a terminal (a log file); otherwise Lightning's own."""
-    from lossopt.core.sweep.callback import job_context
+    from lossopt.core.job_context import job_context
 
     if verbose() or job_context()[1] is None or not trainer.get("enable_progress_bar", True):
         return []

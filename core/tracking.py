@@ -22,8 +22,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lossopt.core.job_context import AXES_ENV
+
 __all__ = [
-    "AXES_ENV",
     "axis_params",
     "TrackedRun",
     "is_running",
@@ -340,8 +341,6 @@ def _process_started(pid: int) -> str | None:
     return "dead" if fields[0] in ("Z", "X") else fields[19]
 
 
-# The sweep's axes (run param keys, comma-separated), set by the sweep for its jobs.
-AXES_ENV = "LOSSOPT_SWEEP_AXES"
 AXIS_PREFIX = "axis/"
 
 

@@ -18,7 +18,15 @@ from lossopt.core.errors import ConfigError, LossoptError
 from lossopt.core.registry import registry
 from lossopt.core.specs import LossSpec, ModelSpec
 
-__all__ = ["RunResult", "monitor_of", "record", "run", "validate"]
+__all__ = [
+    "RunResult",
+    "end_process_group",
+    "monitor_of",
+    "print_result",
+    "record",
+    "run",
+    "validate",
+]
 
 
 @dataclass
@@ -258,7 +266,7 @@ def _summarize(
 def record(
     cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None, outcome: Any
 ) -> RunResult:
-    """The run of a job trained as a member of a stack (``core.stacked``): the same
+    """The run of a job trained as a member of a stack (``core.sweep.stacked``): the same
     record ``run`` leaves, from the member's outcome. A failed member raises its error
     inside the run, which ends FAILED with it."""
     from lossopt.core._startup_heap import settle
@@ -283,3 +291,39 @@ def record(
         tracked.uri,
         outcome.best_checkpoint,
     )
+
+
+def print_result(result: RunResult) -> None:
+    """The results table of a job, with where to find its run and best checkpoint."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lossopt.core.tracking import is_rank_zero
+
+    if not is_rank_zero():  # DDP's other processes run the same command
+        return
+    console = Console()
+    table = Table(title="results", show_header=False)
+    for key, value in sorted(result.metrics.items()):
+        table.add_row(key, f"{value:.4f}")
+    table.add_row(f"best {result.monitor}", f"{result.objective:.4f}")
+    console.print(table)
+    if result.run_id:
+        console.print(f"MLflow run [bold]{result.run_id}[/] in {result.tracking_uri}")
+        console.print(
+            "Open the MLflow UI: [bold]lossopt ui[/]  "
+            f"(or: mlflow ui --backend-store-uri {result.tracking_uri})"
+        )
+    if result.best_checkpoint:
+        console.print(f"Best checkpoint: {result.best_checkpoint}")
+
+
+def end_process_group() -> None:
+    """Close the DDP process group a run opened, while the interpreter still runs: left
+    to the interpreter's exit, its communication threads are sometimes torn down alive
+    and the process aborts ("terminate called without an active exception"), and
+    Lightning then kills the other ranks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 import lossopt
-from lossopt.core.app import compose
+from lossopt.core.composition import compose
 from lossopt.core.configs import parameters, validate_plugins
 from lossopt.core.errors import ConfigError
 from lossopt.core.registry import KINDS, registry

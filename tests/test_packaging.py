@@ -61,8 +61,8 @@ def test_wheel_installs_and_works_outside_the_checkout(tmp_path):
         check=True,
     )
     probe = (
-        "import lossopt, lossopt.core.app as app\n"
-        "print(lossopt.__file__); print(app.CONFIG_DIR)\n"
+        "import lossopt, lossopt.core.composition as composition\n"
+        "print(lossopt.__file__); print(composition.CONFIG_DIR)\n"
         "print(','.join(lossopt.available('loss')))\n"
         "print(lossopt.create_loss('focal', gamma=1.0))\n"
         "from hydra.core.plugins import Plugins\n"

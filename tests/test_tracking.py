@@ -6,7 +6,7 @@ import multiprocessing as mp
 
 import pytest
 
-from lossopt.core.app import compose
+from lossopt.core.composition import compose
 from lossopt.core.tracking import TrackedRun, experiment_id, fingerprint, open_client
 
 

@@ -13,7 +13,7 @@ import torch
 from mlflow import MlflowClient
 from sklearn.utils.class_weight import compute_class_weight
 
-from lossopt.core.app import compose
+from lossopt.core.composition import compose
 from lossopt.core.errors import ConfigError, LossoptError
 from lossopt.core.registry import registry
 from lossopt.core.train import _loss_values, run, validate

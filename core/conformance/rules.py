@@ -119,7 +119,7 @@ def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 def composed_values(subject: Subject) -> dict[str, Any]:
     """The plugin's values in the config ``lossopt train KIND=NAME`` composes through
     Hydra (on sample data of NUM_CLASSES classes), with the subject's parameters."""
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
 
     overrides = [f"{subject.kind}={subject.name}", "data=synthetic"]
     cfg = compose([*overrides, f"data.n_outputs={NUM_CLASSES}"])

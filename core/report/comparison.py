@@ -23,102 +23,31 @@ import math
 import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
+from lossopt.core.report.files import analysis_rows, better, ranking_rows, write_files
+from lossopt.core.report.ranking import Cell, Reach, Report, Row, Task
 from lossopt.core.report.stats import (
+    TAUS,
     bootstrap_difference,
     budget_curve,
     performance_ratios,
     profile,
+    profile_order,
     target_of,
     time_to_target,
 )
 from lossopt.core.report.store import Job, history, open_sweep, sweep_jobs
 from lossopt.core.tracking import TAG_SWEEP
 
-__all__ = ["Cell", "Job", "Reach", "Report", "Row", "Task", "print_report", "write_report"]
+__all__ = ["print_report", "write_report"]
 
 CURVES_SHOWN = 10  # best-ranked pairs drawn in curves.png; more is unreadable
 CURVES_PER_TASK = 5  # the same, per panel of a sweep across tasks
 BUDGET_SHOWN = 6  # pairs drawn per task in budget.png: the 3 best and the 3 worst
 PROFILE_SHOWN = 10  # pairs drawn in colour in profiles.png
-TAUS = (1.0, 1.02, 1.05, 1.1, 1.25, 1.5)  # where the profile table reads ρ(τ)
 TARGET_FRACTION = 0.95
-
-
-@dataclass(frozen=True)
-class Cell:
-    """The seeds of one (loss, optimizer, lr); ``std`` (sample) is None for one seed."""
-
-    loss: str
-    optimizer: str
-    lr: float | None
-    mean: float
-    std: float | None
-    n: int
-    run_ids: tuple[str, ...]
-    task: str = ""
-
-
-@dataclass(frozen=True)
-class Reach:
-    """How a pair's seeds at its best lr reached the task's target: medians over the
-    seeds that did (None when none did)."""
-
-    seeds: int
-    reached: int
-    epochs: float | None
-    seconds: float | None
-
-
-@dataclass(frozen=True)
-class Row:
-    """A (loss, optimizer) pair ranked by its best cell (None when every job failed).
-
-    diff_ci: 95 % bootstrap interval of its mean minus the best pair's (over seeds);
-    tied: that interval contains 0. budget: expected best of k random lrs, k = 1 … .
-    """
-
-    rank: int
-    loss: str
-    optimizer: str
-    best: Cell | None
-    failed: int
-    task: str = ""
-    diff_ci: tuple[float, float] | None = None
-    tied: bool = False
-    budget: tuple[float, ...] = ()
-    reach: Reach | None = None
-
-
-@dataclass(frozen=True)
-class Task:
-    """One task of the sweep: its monitor, target, ranking and cells."""
-
-    name: str
-    monitor: str
-    mode: str
-    target: float | None
-    rows: list[Row]
-    cells: list[Cell]
-
-
-@dataclass(frozen=True)
-class Report:
-    parent_run_id: str
-    sweep_name: str
-    monitor: str
-    mode: str
-    rows: list[Row]
-    cells: list[Cell]
-    failures: list[Job]
-    out_dir: Path
-    files: dict[str, Path]
-    attach_error: str | None = None
-    tasks: list[Task] = field(default_factory=list)
-    # Performance ratios {(loss, optimizer): {task: r}} of a sweep across tasks.
-    ratios: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
 
 def write_report(
@@ -137,8 +66,6 @@ def write_report(
     """
     import matplotlib.pyplot as plt
     from mlflow.exceptions import MlflowException
-
-    from lossopt.core.report.files import write_files
 
     client, parent = open_sweep(uri, experiment, sweep)
     name = parent.info.run_name or parent.info.run_id
@@ -235,13 +162,6 @@ def _ratios(tasks: list[Task]) -> dict[tuple[str, str], dict[str, float]]:
         for t in tasks
     }
     return performance_ratios(results, {t.name: t.mode for t in tasks})
-
-
-def profile_order(ratios: dict[tuple[str, str], dict[str, float]]) -> list[tuple[str, str]]:
-    """Pairs from the best profile down: by the mean of ρ over ``TAUS``, then by the
-    number of tasks they ran on (a pair run on one task has an easy profile)."""
-    score = {p: statistics.fmean(profile(r, tau) for tau in TAUS) for p, r in ratios.items()}
-    return sorted(ratios, key=lambda p: (-score[p], -len(ratios[p]), p))
 
 
 def _figures(report: Report, histories: _Histories) -> dict:
@@ -360,8 +280,6 @@ def print_report(report: Report, console) -> None:
     """The ranked table(s), ties, budgets, times to target, the profiles across tasks,
     the failed jobs and where the files are, on a rich console."""
     from rich.table import Table
-
-    from lossopt.core.report.files import analysis_rows, better, ranking_rows
 
     several = len(report.tasks) > 1
     for task in report.tasks:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lossopt.core.report.comparison import Report, Row, Task
+from lossopt.core.report.ranking import Report, Row, Task
+from lossopt.core.report.stats import TAUS, profile, profile_order
 
 __all__ = ["analysis_rows", "better", "lr_text", "num", "ranking_rows", "write_files"]
 
@@ -143,9 +142,6 @@ def _write_summary_csv(report: Report) -> None:
 
 
 def _write_across_tasks(report: Report) -> None:
-    from lossopt.core.report.comparison import TAUS, profile_order
-    from lossopt.core.report.stats import profile
-
     tasks = [t.name for t in report.tasks]
     rows = []
     for pair in profile_order(report.ratios):
@@ -177,9 +173,6 @@ def _write_across_tasks(report: Report) -> None:
 
 
 def _profile_md(report: Report) -> list[str]:
-    from lossopt.core.report.comparison import TAUS, profile_order
-    from lossopt.core.report.stats import profile
-
     rows = []
     for pair in profile_order(report.ratios):
         ratios = report.ratios[pair]

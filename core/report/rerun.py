@@ -96,15 +96,9 @@ def _train_stage_two(report, uri: str, seeds: int) -> tuple[str, str]:
 def _stage_one_grids(overrides: list[str]) -> list[dict[str, str]]:
     """The ``grids`` of stage one's sweeper (a study preset's), composed from its
     command-line overrides; [] for a sweep without them."""
-    from hydra import compose, initialize_config_dir
+    from lossopt.core.composition import compose
 
-    from lossopt.core.app import CONFIG_DIR, CONFIG_NAME, VERSION_BASE, register_launcher
-    from lossopt.core.configs import store_configs
-
-    store_configs()
-    register_launcher()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
-        cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+    cfg = compose(overrides, with_hydra=True)
     grids = cfg.hydra.sweeper.get("grids") or []
     return [{str(k): str(v) for k, v in grid.items()} for grid in grids]
 

@@ -15,14 +15,19 @@ from collections.abc import Mapping, Sequence
 from math import comb
 
 __all__ = [
+    "TAUS",
     "bootstrap_difference",
     "budget_curve",
     "expected_best",
     "performance_ratios",
     "profile",
+    "profile_order",
     "target_of",
     "time_to_target",
 ]
+
+
+TAUS = (1.0, 1.02, 1.05, 1.1, 1.25, 1.5)  # where the profile tables read ρ(τ)
 
 
 def _better(mode: str) -> float:
@@ -121,3 +126,10 @@ def time_to_target(
         if (value >= target) if mode == "max" else (value <= target):
             return epoch, max(ms - start_ms, 0) / 1000.0
     return None
+
+
+def profile_order(ratios: dict[tuple[str, str], dict[str, float]]) -> list[tuple[str, str]]:
+    """Pairs from the best profile down: by the mean of ρ over ``TAUS``, then by the
+    number of tasks they ran on (a pair run on one task has an easy profile)."""
+    score = {p: statistics.fmean(profile(r, tau) for tau in TAUS) for p, r in ratios.items()}
+    return sorted(ratios, key=lambda p: (-score[p], -len(ratios[p]), p))

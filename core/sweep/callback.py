@@ -1,11 +1,13 @@
-"""Sweeps: one MLflow parent run per sweep, a child run per job, a summary at the end.
+"""A sweep's parent run and summary: one MLflow parent run per sweep, a child run per
+job (``core.sweep.job``), a ranked table at the end.
 
 ``SweepCallback`` is a Hydra callback (``hydra.callbacks`` in ``conf/train.yaml``).
 In the launching process, before any job starts, it creates the MLflow schema, the
 experiment and the parent run — parallel jobs racing to create them would corrupt a
 new SQLite store — and hands the parent's id and a results folder to the jobs through
-the environment, which every launcher passes on (joblib workers, submitit jobs).
-Each job writes one small result file; at the end the callback ranks them.
+the environment (``core.job_context``), which every launcher passes on (joblib
+workers, submitit jobs). Each job writes one small result file; at the end the
+callback ranks them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import hashlib
 import json
 import math
 import os
-import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossopt.core.errors import LossoptError, print_error
-from lossopt.core.tracking import AXES_ENV, TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, fingerprint
+from lossopt.core.errors import print_error
+from lossopt.core.job_context import AXES_ENV, PARENT_ENV, RESULTS_ENV, RESUME_ENV
+from lossopt.core.tracking import TAG_SWEEP
 
-__all__ = [
-    "SweepCallback",
-    "finished_fingerprints",
-    "finished_job",
-    "job_context",
-    "read_result",
-    "resume_dir",
-    "unfinished_run",
-    "write_result",
-]
+__all__ = ["SweepCallback", "sweep_id"]
 
-PARENT_ENV = "LOSSOPT_PARENT_RUN_ID"
-RESULTS_ENV = "LOSSOPT_SWEEP_RESULTS"
-RESUME_ENV = "LOSSOPT_RESUME_DIR"
 TAG_IS_SWEEP = "lossopt.sweep"
 # The folder of the sweep's first run, where stacks keep their state between epochs:
 # a re-run of the command (a new output folder) finds it through the parent run.
@@ -53,107 +42,6 @@ def sweep_id(config: DictConfig) -> str:
     overrides = sorted(config.hydra.overrides.task)
     text = json.dumps([config.tracking.experiment, overrides])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def job_context() -> tuple[str | None, Path | None]:
-    """(parent run id, results folder) when running as a job of a sweep."""
-    results = os.environ.get(RESULTS_ENV)
-    return os.environ.get(PARENT_ENV) or None, Path(results) if results else None
-
-
-def resume_dir() -> Path | None:
-    """Where this sweep's stacks keep their state between epochs (None outside a
-    tracked sweep: nothing could find it again)."""
-    folder = os.environ.get(RESUME_ENV)
-    return Path(folder) if folder else None
-
-
-def write_result(results: Path, job_num: int, row: Mapping[str, Any]) -> None:
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"{job_num}.json").write_text(json.dumps(dict(row), default=str))
-
-
-def read_result(results: Path | None, job_num: int) -> dict[str, Any] | None:
-    """What job ``job_num`` wrote with ``write_result`` (its status, objective, run
-    id), or None."""
-    path = results / f"{job_num}.json" if results else None
-    return json.loads(path.read_text()) if path and path.exists() else None
-
-
-def _finished_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1):
-    from lossopt.core.tracking import open_client, tracking_uri
-
-    client = open_client(tracking_uri(cfg))
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    return client.search_runs(
-        [experiment.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'FINISHED'{extra}"
-        ),
-        max_results=limit,
-    )
-
-
-def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
-    """The FINISHED child run of this sweep with this job's config fingerprint."""
-    runs = _finished_runs(
-        cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
-    )
-    return runs[0] if runs else None
-
-
-# A job on another host whose checkpoint has not changed for this long is taken for
-# dead (this host cannot look at another's processes).
-STALE_AFTER_S = 3600
-
-
-def unfinished_run(cfg: DictConfig, parent_run_id: str) -> Any | None:
-    """This job's latest run in the sweep that its process left RUNNING or KILLED, to
-    be continued; None if there is none. A job still running (on this host: its
-    process is alive; on another: its checkpoint changed within ``STALE_AFTER_S``) is
-    not started twice: that is an error saying where it runs."""
-    from lossopt.core.tracking import (
-        TAG_HOST,
-        TAG_OUTPUT_DIR,
-        TAG_PID,
-        is_running,
-        open_client,
-        tracking_uri,
-    )
-
-    client = open_client(tracking_uri(cfg))
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
-            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs or runs[0].info.status not in ("RUNNING", "KILLED"):
-        return None
-    run = runs[0]
-    tags = run.data.tags
-    alive = is_running(tags)
-    if alive is None:  # another host: judged by when its checkpoint last changed
-        last = Path(tags.get(TAG_OUTPUT_DIR, "")) / "checkpoints" / "last.ckpt"
-        changed = last.stat().st_mtime if last.exists() else run.info.start_time / 1000
-        alive = time.time() - changed < STALE_AFTER_S
-    if alive and run.info.status == "RUNNING":
-        raise LossoptError(
-            f"this job is running already: run {run.info.run_id}, process "
-            f"{tags.get(TAG_PID)} on {tags.get(TAG_HOST)}. It is not started twice; "
-            "re-run the sweep once that process has ended."
-        )
-    return run
-
-
-def finished_fingerprints(cfg: DictConfig, parent_run_id: str) -> set[str]:
-    """The config fingerprints of every FINISHED child run of this sweep."""
-    runs = _finished_runs(cfg, parent_run_id, limit=50000)
-    return {r.data.tags.get(TAG_FINGERPRINT) for r in runs} - {None}
 
 
 class SweepCallback(Callback):

@@ -7,7 +7,7 @@ its config, as the basic launcher does, and asks ``stack_key``: jobs with the sa
 form a group, trained by ``stacked`` in chunks that fit the device's memory (on
 the CPU, a chunk of 16 jobs or more as two stacks at once, in two processes). Each
 member is then recorded as a job through Hydra's ``run_job`` (its folder, ``.hydra``
-files, callbacks, return value) with ``app.member_task``: the same sweep-job code that
+files, callbacks, return value) with ``job.member_task``: the same sweep-job code that
 a job run alone goes through. Jobs that cannot stack — a plugin that does not declare
 ``stackable``, trainer settings the stacked loop does not implement, a group of one —
 and jobs already FINISHED run through the normal task function.
@@ -289,7 +289,7 @@ class StackingLauncher:
     def _train(self, chunk: list[_Job], returns: dict[int, Any]) -> None:
         import torch
 
-        from lossopt.core.app import member_task
+        from lossopt.core.sweep.job import member_task
         from lossopt.core.sweep.stacked import remove_resume_point, train_stack
 
         assert self.helper is not None
@@ -366,7 +366,7 @@ class StackingLauncher:
     def _outcomes(self, jobs: list[_Job], returns: dict[int, Any], train: Any) -> list | None:
         """The outcomes ``train()`` gives for ``jobs``' stack; None when it could not
         train, its jobs then recorded (failed, or run one by one)."""
-        from lossopt.core.app import member_task
+        from lossopt.core.sweep.job import member_task
         from lossopt.core.sweep.stacked import MemberOutcome
 
         try:
@@ -467,7 +467,7 @@ class StackingLauncher:
 def _stack_checkpoint(chunk: list[_Job]) -> Path | None:
     """Where a stack keeps its state between epochs: in the sweep's resume folder
     (the same for every run of the sweep's command), named after its jobs."""
-    from lossopt.core.sweep.callback import resume_dir
+    from lossopt.core.job_context import resume_dir
     from lossopt.core.tracking import fingerprint
 
     folder = resume_dir()
@@ -673,7 +673,8 @@ def _with_values(template: DictConfig, plan: _ValuePlan, master: DictConfig) -> 
 
 def _finished_fingerprints(config: DictConfig) -> set[str]:
     """Fingerprints of this sweep's FINISHED jobs (one query for the whole batch)."""
-    from lossopt.core.sweep.callback import PARENT_ENV, finished_fingerprints
+    from lossopt.core.job_context import PARENT_ENV
+    from lossopt.core.sweep.job import finished_fingerprints
 
     parent = os.environ.get(PARENT_ENV)
     if not parent or not config.tracking.enabled:

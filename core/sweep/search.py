@@ -233,7 +233,8 @@ class OptunaSearch:
         from hydra.core.utils import JobStatus
         from optuna.trial import TrialState
 
-        from lossopt.core.sweep.callback import job_context, read_result
+        from lossopt.core.job_context import job_context
+        from lossopt.core.sweep.job import read_result
 
         value = result._return_value if result.status == JobStatus.COMPLETED else None
         row = read_result(job_context()[1], job) or {}
@@ -256,7 +257,7 @@ class OptunaSearch:
     def _record(self, study, monitor: str) -> None:
         """The study in the sweep folder (``optimization_results.yaml``, as Hydra's
         sweeper writes it) and on the sweep's parent run (``optuna.json``)."""
-        from lossopt.core.sweep.callback import job_context
+        from lossopt.core.job_context import job_context
 
         assert self.config is not None
         record = _study_record(study, monitor, _safe(self.storage))

@@ -12,7 +12,8 @@ import copy
 import json
 import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,25 @@ from lossopt.core.configs import build, plugin_values
 from lossopt.core.recipe import parameter_groups
 from lossopt.core.registry import registry
 
-if TYPE_CHECKING:
-    from lossopt.core.sweep.stacked import Member
+__all__ = [
+    "Losses",
+    "Member",
+    "Stack",
+    "clip_per_member",
+    "config_key",
+    "optimizers_for",
+    "runs_of",
+]
 
-__all__ = ["Losses", "Stack", "clip_per_member", "config_key", "optimizers_for", "runs_of"]
+
+@dataclass
+class Member:
+    """One job of the stack, built as it would be alone (``stacked.build_members``)."""
+
+    cfg: DictConfig
+    model: nn.Module
+    loss: nn.Module
+    batches: Any  # the job's own index loader: one iteration is one epoch
 
 
 def config_key(cfg: DictConfig, *kinds: str) -> str:

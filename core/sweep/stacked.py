@@ -44,13 +44,20 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
 from lossopt.core.configs import build, plugin_values
 from lossopt.core.errors import LossoptError, diverged
 from lossopt.core.recipe import seed_job
 from lossopt.core.sweep.metrics import StackedMetrics
-from lossopt.core.sweep.stack import Losses, Stack, clip_per_member, config_key, optimizers_for
+from lossopt.core.sweep.stack import (
+    Losses,
+    Member,
+    Stack,
+    clip_per_member,
+    config_key,
+    optimizers_for,
+)
 from lossopt.core.train import _loss_values, monitor_of
 
 __all__ = [
@@ -89,14 +96,6 @@ class MemberOutcome:
     best_epoch: int = -1
     weights: dict[str, Tensor] = field(default_factory=dict)  # the best, by parameter name
     steps_per_epoch: int = 0
-
-
-@dataclass
-class Member:
-    cfg: DictConfig
-    model: nn.Module
-    loss: nn.Module
-    batches: Any  # the job's own index loader: one iteration is one epoch
 
 
 def device_of(trainer: Any) -> torch.device:

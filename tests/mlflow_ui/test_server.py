@@ -66,7 +66,7 @@ def test_a_postgresql_store_without_its_driver_says_what_to_install():
 
 
 def test_the_server_preset_logs_to_mlflow_tracking_uri_or_the_local_server(monkeypatch):
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking = compose(["tracking=server"]).tracking

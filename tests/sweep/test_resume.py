@@ -188,7 +188,7 @@ def test_a_process_on_another_host_cannot_be_seen_from_here():
 
 
 def test_a_negative_checkpoint_interval_is_one_clear_error():
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
     from lossopt.core.errors import ConfigError
     from lossopt.core.train import validate
 
@@ -205,7 +205,7 @@ def test_a_stack_resumes_from_its_checkpoint_ignoring_journal_records_past_it(
     import pickle
 
     from lossopt.core import tracking
-    from lossopt.core.app import compose
+    from lossopt.core.composition import compose
     from lossopt.core.sweep.stacked import journal_of, train_stack
 
     def configs(epochs: int) -> list:

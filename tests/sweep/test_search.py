@@ -11,13 +11,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from lossopt.core.app import CONFIG_DIR, CONFIG_NAME, VERSION_BASE, register_launcher
-from lossopt.core.configs import store_configs
+from lossopt.core.composition import compose
 from lossopt.core.errors import LossoptError
 from lossopt.core.sweep.search import OptunaSearch, search_space
 
@@ -89,10 +87,7 @@ def test_a_stored_study_must_go_the_monitors_way(tmp_path):
 
 
 def _config(overrides: list[str]):
-    store_configs()
-    register_launcher()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
-        return compose(CONFIG_NAME, overrides, return_hydra_config=True)
+    return compose(overrides, with_hydra=True)
 
 
 def test_the_sweeper_config_composes_with_its_defaults():

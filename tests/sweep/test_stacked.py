@@ -11,7 +11,7 @@ import torch
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-from lossopt.core.app import compose
+from lossopt.core.composition import compose
 from lossopt.core.sweep.launcher import stack_key
 from lossopt.core.sweep.stacked import train_stack
 from lossopt.core.train import run

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from lossopt.core.app import compose
+from lossopt.core.composition import compose
 from lossopt.core.sweep.callback import _summary
 
 

@@ -6,13 +6,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 
 import lossopt.experiments
-from lossopt.core.app import CONFIG_DIR, CONFIG_NAME, VERSION_BASE, register_launcher
-from lossopt.core.configs import store_configs
+from lossopt.core.composition import compose
 from lossopt.core.registry import registry
 
 # Hydra's plugin scan executes the basic sweeper's module again: the subclass must be
@@ -61,10 +59,7 @@ def test_a_grid_key_wins_over_a_shared_one_and_batches_are_kept():
 
 
 def _compose(preset: str):
-    store_configs()
-    register_launcher()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=VERSION_BASE):
-        return compose(CONFIG_NAME, overrides=[f"+experiment={preset}"], return_hydra_config=True)
+    return compose([f"+experiment={preset}"], with_hydra=True)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
