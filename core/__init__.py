@@ -5,8 +5,8 @@
 - One run: ``data``, ``adapter``, ``recipe``, ``module``, ``tracking``, ``plots``,
   ``train`` (validate → build → track → fit → test → summarize), ``composition``
   (the config ``lossopt train`` runs), ``job_context`` (what a job knows of its
-  sweep), the terminal's filters (``_quiet``), and ``mlflow_ui/`` (the tracking
-  server and what the MLflow UI shows).
+  sweep), ``store`` (the MLflow store other processes share), the terminal's filters
+  (``_quiet``), and ``mlflow_ui/`` (the tracking server and what the MLflow UI shows).
 - ``sweep/``: launcher, stacked engine, a job's record, the sweep's parent run and
   summary, the Optuna search.
 - ``app``: ``lossopt train``, the Hydra application over one run and sweeps.

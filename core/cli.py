@@ -103,7 +103,7 @@ def _ui_landing(uri: str, base: str, experiment: str | None) -> str:
     from pathlib import Path
 
     from lossopt.core.mlflow_ui.view import ensure_training_view, landing, runs_url
-    from lossopt.core.tracking import open_client
+    from lossopt.core.store import open_client
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return runs_url(base, None)  # nothing tracked here yet

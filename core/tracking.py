@@ -7,7 +7,6 @@ lossopt owns the run's life: whatever happens, it ends FINISHED, FAILED or KILLE
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import hashlib
@@ -22,7 +21,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lossopt.core._kill_points import kill_point
 from lossopt.core.job_context import AXES_ENV
+from lossopt.core.store import experiment_id, open_client
 
 __all__ = [
     "axis_params",
@@ -36,7 +37,6 @@ __all__ = [
     "git_commit",
     "is_rank_zero",
     "job_config",
-    "open_client",
     "run_name",
     "source_tags",
     "tracked_run",
@@ -124,54 +124,6 @@ def git_commit(path: str | os.PathLike = ".") -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-@functools.cache  # one per store and process: making one costs ~50 ms (store, schema check)
-def open_client(uri: str):
-    """A client on ``uri``; for SQLite this creates the schema on first use.
-
-    A SQLite store is switched to write-ahead logging (a setting kept in the file):
-    a commit then syncs the disk once instead of three times (a run's record takes
-    40 instead of 100 ms here), and the MLflow UI reads while a sweep writes.
-    """
-    from mlflow import MlflowClient
-
-    if uri.startswith(_SQLITE):
-        import sqlite3
-
-        path = Path(uri.removeprefix(_SQLITE))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(path, timeout=20)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-        atexit.register(_checkpoint, path)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _checkpoint(path: Path) -> None:
-    """Move what the write-ahead log holds into the database file, so that the file
-    alone is the whole store (a copy of it misses nothing) even when the process ends
-    without closing its connections (``cli.entry``)."""
-    import sqlite3
-
-    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-_SQLITE = "sqlite:///"
-
-
-def experiment_id(client, name: str) -> str:
-    """The id of experiment ``name`` in ``client``'s store, created if needed; looked up
-    once per process (a stacked sweep records dozens of runs in a row)."""
-    key = (client, name)  # the client itself: clients of other stores never collide
-    if key not in _experiment_ids:
-        experiment = client.get_experiment_by_name(name)
-        found = experiment.experiment_id if experiment is not None else None
-        _experiment_ids[key] = found or client.create_experiment(name)
-    return _experiment_ids[key]
-
-
-_experiment_ids: dict[tuple[Any, str], str] = {}
-
-
 @dataclass
 class TrackedRun:
     """A live MLflow run (or none, when tracking is off)."""
@@ -185,6 +137,10 @@ class TrackedRun:
     # transactions as MLflow's batch limits allow, when the run ends.
     pending_params: list = field(default_factory=list)
     pending_metrics: list = field(default_factory=list)
+    # What a continued run holds already (a dead process wrote it), not written again:
+    # its params' keys, and each metric value's (key, step).
+    recorded_params: set[str] = field(default_factory=set)
+    recorded_steps: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def enabled(self) -> bool:
@@ -201,8 +157,18 @@ class TrackedRun:
         # MLflow's buffering merges what a few seconds bring into one write; runs
         # end with a flush, so nothing is lost. A user's own setting wins.
         os.environ.setdefault(_BUFFER_VARIABLE, str(_BUFFER_SECONDS))
+        recorded = self.recorded_steps
 
-        return MLFlowLogger(
+        class ContinuingLogger(MLFlowLogger):
+            """Skips the values the run holds already: an epoch a dead process logged
+            after its last resume point is trained again, and logged once."""
+
+            def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+                fresh = {k: v for k, v in metrics.items() if (k, step or 0) not in recorded}
+                if fresh:
+                    super().log_metrics(fresh, step)
+
+        return (ContinuingLogger if recorded else MLFlowLogger)(
             experiment_name=self.experiment,
             tracking_uri=self.uri,
             run_id=self.run_id,
@@ -240,13 +206,24 @@ class TrackedRun:
     def write_pending(self) -> None:
         """Pending params and metrics in batches of MLflow's limits (100 params, 1000
         values in all): one transaction for a small run's whole record."""
-        params, metrics = self.pending_params, self.pending_metrics
+        params = self.pending_params
+        metrics = [m for m in self.pending_metrics if (m.key, m.step) not in self.recorded_steps]
         while params or metrics:
             some_params, params = params[:_BATCH_PARAMS], params[_BATCH_PARAMS:]
             room = _BATCH_VALUES - len(some_params)
             some_metrics, metrics = metrics[:room], metrics[room:]
             self.client.log_batch(self.run_id, metrics=some_metrics, params=some_params)
         self.pending_params, self.pending_metrics = [], []
+
+    def load_recorded(self) -> None:
+        """Read what this run holds already (``recorded_params``, ``recorded_steps``)."""
+        data = self.client.get_run(self.run_id).data
+        self.recorded_params = set(data.params)
+        self.recorded_steps = {
+            (key, m.step)
+            for key in data.metrics
+            for m in self.client.get_metric_history(self.run_id, key)
+        }
 
     def log_input(self, description: Mapping[str, Any], context: str = "train") -> None:
         """The dataset as a run input (name, digest of its description, profile)."""
@@ -368,7 +345,8 @@ def tracked_run(
     the error message as a tag and the traceback as an artifact. ``started_ms``: when
     the job started, if before now (a stacked member is recorded after training, all
     its params and metrics in one batch at the end). ``resume_run_id``: a run of this
-    job that a dead process left unfinished, continued instead of a new one.
+    job that a dead process left unfinished, continued instead of a new one: what it
+    holds already (params, metric values by step) is not written twice.
     """
     if not cfg.tracking.enabled or not is_rank_zero():
         yield TrackedRun()
@@ -388,25 +366,28 @@ def tracked_run(
         all_tags[TAG_PARENT] = parent_run_id
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
-    if resume_run_id is not None:  # its params and config are recorded already
+    if resume_run_id is not None:
         client.update_run(resume_run_id, status="RUNNING")
         client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
         tracked = TrackedRun(client, resume_run_id, uri, cfg.tracking.experiment)
+        tracked.load_recorded()
     else:
         run = client.create_run(exp_id, started_ms, tags=all_tags, run_name=run_name(cfg))
         tracked = TrackedRun(client, run.info.run_id, uri, cfg.tracking.experiment)
-        values = flatten(job_config(cfg))
-        tracked.pending_params = [Param(k, str(v)[:6000]) for k, v in values.items()]
-        if parent_run_id:
-            tracked.pending_params += axis_params(values)
-        if started_ms is None:  # a live run shows its params while it trains
-            tracked.write_pending()
-        client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    values = flatten(job_config(cfg))
+    params = [Param(k, str(v)[:6000]) for k, v in values.items()]
+    if parent_run_id:
+        params += axis_params(values)
+    tracked.pending_params = [p for p in params if p.key not in tracked.recorded_params]
+    if started_ms is None:  # a live run shows its params while it trains
+        tracked.write_pending()
+    client.log_text(tracked.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     status = "FAILED"
     try:
         yield tracked
         tracked.write_pending()
         status = "FINISHED"
+        kill_point("run-ending")
     except (KeyboardInterrupt, SystemExit):
         status = "KILLED"
         raise

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from lossopt.core._kill_points import kill_point
 from lossopt.core.configs import build, plugin_values, validate_plugins
 from lossopt.core.errors import ConfigError, LossoptError
 from lossopt.core.registry import registry
@@ -168,6 +169,7 @@ def run(
     # 1. Track: the run exists before anything else happens, and always ends with a
     # terminal status, so even a config error in a sweep's job is a FAILED run.
     with tracked_run(cfg, tags, parent_run_id, resume_run_id=resume_id) as tracked:
+        kill_point("job-training")
         settle()  # start-up is over (Lightning and MLflow imported): see _startup_heap
         # 2. Validate everything before anything heavy runs.
         validate(cfg)
@@ -264,17 +266,24 @@ def _summarize(
 
 
 def record(
-    cfg: DictConfig, output_dir: str | Path, parent_run_id: str | None, outcome: Any
+    cfg: DictConfig,
+    output_dir: str | Path,
+    parent_run_id: str | None,
+    outcome: Any,
+    resume: Any = None,
 ) -> RunResult:
     """The run of a job trained as a member of a stack (``core.sweep.stacked``): the same
     record ``run`` leaves, from the member's outcome. A failed member raises its error
-    inside the run, which ends FAILED with it."""
+    inside the run, which ends FAILED with it. ``resume``: the run a dead process left
+    while recording this member, completed instead of a new one."""
     from lossopt.core._startup_heap import settle
     from lossopt.core.tracking import TAG_OUTPUT_DIR, source_tags, tracked_run
 
     monitor, _ = monitor_of(cfg)
     tags = {**source_tags(cfg), TAG_OUTPUT_DIR: str(Path(output_dir).resolve())}
-    with tracked_run(cfg, tags, parent_run_id, outcome.started_ms) as tracked:
+    resume_id = resume.info.run_id if resume is not None else None
+    with tracked_run(cfg, tags, parent_run_id, outcome.started_ms, resume_id) as tracked:
+        kill_point("member-recording")
         settle()
         tracked.log_input(outcome.data)
         tracked.log_history(outcome.history)

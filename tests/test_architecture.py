@@ -29,6 +29,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "train",
             "composition",
             "job_context",
+            "store",
+            "_kill_points",
             "_quiet",
             "_startup_heap",
             "mlflow_ui",

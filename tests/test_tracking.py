@@ -7,7 +7,8 @@ import multiprocessing as mp
 import pytest
 
 from lossopt.core.composition import compose
-from lossopt.core.tracking import TrackedRun, experiment_id, fingerprint, open_client
+from lossopt.core.store import experiment_id, open_client
+from lossopt.core.tracking import TrackedRun, fingerprint
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,29 @@ def test_a_record_larger_than_mlflows_batch_limits_is_written_whole(tmp_path):
     assert data.metrics["best_val/accuracy"] == 0.9
     run.write_pending()  # written once: a second call adds nothing
     assert len(client.get_metric_history(run_id, "train/loss")) == 2500
+
+
+def test_a_run_a_dead_process_left_half_written_is_completed_not_written_twice(tmp_path):
+    # A stacked member's record killed after one of its batches: the re-run continues
+    # that run; each value (key, step) and each param ends up in it once.
+    from lossopt.core.tracking import tracked_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose([f"tracking.uri={uri}", "tracking.experiment=continued"])
+    history = [("val/loss", 1.0 / (step + 1), step, 1_000 + step) for step in range(1500)]
+    with pytest.raises(KeyboardInterrupt), tracked_run(cfg, {}, started_ms=1) as first:
+        first.log_history(history[:1000])
+        first.write_pending()  # the first batch reached the store; then the kill
+        raise KeyboardInterrupt
+    client = open_client(uri)
+    assert client.get_run(first.run_id).info.status == "KILLED"
+
+    later = [(k, v, step, ms + 50_000) for k, v, step, ms in history]  # trained again
+    with tracked_run(cfg, {}, started_ms=1, resume_run_id=first.run_id) as again:
+        again.log_history(later)
+        again.log_metrics({"best_val/accuracy": 0.9})
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(first.run_id, "val/loss")]
+    assert sorted(steps) == list(range(1500))
+    assert run.data.params["optimizer.name"] == "adam" and run.data.metrics["best_val/accuracy"]

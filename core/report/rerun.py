@@ -40,7 +40,8 @@ def rerun_best(report, uri: str, seeds: int, out: str | None = None, **options):
 
 def _train_stage_two(report, uri: str, seeds: int) -> tuple[str, str]:
     """(experiment name, stage two's parent run id)."""
-    from lossopt.core.tracking import TAG_PARENT, open_client
+    from lossopt.core.store import open_client
+    from lossopt.core.tracking import TAG_PARENT
 
     if seeds < 1:
         raise LossoptError(f"--rerun-best {seeds}: give the number of seeds, at least 1")

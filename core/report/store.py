@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lossopt.core.errors import LossoptError
-from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP, open_client
+from lossopt.core.store import open_client
+from lossopt.core.tracking import TAG_FINGERPRINT, TAG_PARENT, TAG_SWEEP
 
 __all__ = ["Job", "history", "open_sweep", "sweep_jobs"]
 

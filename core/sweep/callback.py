@@ -12,10 +12,13 @@ callback ranks them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lossopt.core.errors import print_error
+from lossopt.core._kill_points import kill_point
+from lossopt.core.errors import LossoptError, print_error
 from lossopt.core.job_context import AXES_ENV, PARENT_ENV, RESULTS_ENV, RESUME_ENV
 from lossopt.core.tracking import TAG_SWEEP
 
@@ -52,12 +56,16 @@ class SweepCallback(Callback):
         self.results: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from lossopt.core.train import monitor_of
-
+        kill_point("sweep-start")
         self.results = Path(str(config.hydra.sweep.dir)).resolve() / ".lossopt-results"
         os.environ[RESULTS_ENV] = str(self.results)
-        if not config.tracking.enabled:
-            return
+        if config.tracking.enabled:
+            # Hydra turns a callback's exception into a warning and sweeps on: the
+            # jobs would be top-level runs, and nothing would say the sweep is broken.
+            with _or_exit("the sweep's parent run could not be opened: no job has run"):
+                self._open_parent(config)
+
+    def _open_parent(self, config: DictConfig) -> None:
         from mlflow.entities import Param
 
         from lossopt.core.mlflow_ui.view import (
@@ -68,7 +76,9 @@ class SweepCallback(Callback):
             sweep_name,
             sweep_view,
         )
-        from lossopt.core.tracking import experiment_id, open_client, tracking_uri
+        from lossopt.core.store import experiment_id, open_client
+        from lossopt.core.tracking import tracking_uri
+        from lossopt.core.train import monitor_of
 
         axes = sweep_axes(config)
         client = open_client(tracking_uri(config))  # creates the schema, once
@@ -100,8 +110,13 @@ class SweepCallback(Callback):
             name = sweep_name(config.tracking.experiment, axes, grid_size(axes))
             run = client.create_run(exp_id, tags=tags, run_name=name)
             self.parent_run_id = run.info.run_id
-            # The axes as params, under the children's keys: the parent's row shows them.
-            client.log_batch(self.parent_run_id, params=[Param(k, v[:6000]) for k, v, _ in axes])
+            kill_point("parent-created")
+        # The axes as params, under the children's keys: the parent's row shows them.
+        # Again when the parent is reused: a killed sweep may have created it without.
+        logged = client.get_run(self.parent_run_id).data.params if existing else {}
+        axes_params = [Param(k, v[:6000]) for k, v, _ in axes if k not in logged]
+        if axes_params:
+            client.log_batch(self.parent_run_id, params=axes_params)
         ensure_training_view(client, exp_id)
         view = sweep_view(axes, f"best_{monitor_of(config)[0]}")
         client.set_experiment_tag(exp_id, VIEW_TAG + sid, view)
@@ -113,28 +128,48 @@ class SweepCallback(Callback):
         rows = self._rows()
         failed = [r for r in rows if r["status"] == "failed"]
         markdown = _summary(rows, config, Console())
+        kill_point("summary")
         if self.parent_run_id:
-            from lossopt.core.tracking import open_client, tracking_uri
-
-            client = open_client(tracking_uri(config))
-            client.log_text(self.parent_run_id, markdown, "summary.md")
-            client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
-            from lossopt.core.mlflow_ui.view import sweep_axes, sweep_name
-
-            name = sweep_name(config.tracking.experiment, sweep_axes(config), len(rows))
-            client.update_run(self.parent_run_id, name=name)
-            client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+            with _or_exit("the sweep's summary could not be recorded (its jobs' runs are)"):
+                self._close_parent(config, rows, markdown, failed)
         for variable in (PARENT_ENV, RESULTS_ENV, RESUME_ENV, AXES_ENV):
             os.environ.pop(variable, None)
         if failed:
             Console(stderr=True).print(f"[bold red]{len(failed)} of {len(rows)} jobs failed.[/]")
             raise SystemExit(1)
 
+    def _close_parent(self, config: DictConfig, rows: list, markdown: str, failed: list) -> None:
+        from lossopt.core.mlflow_ui.view import sweep_axes, sweep_name
+        from lossopt.core.store import open_client
+        from lossopt.core.tracking import tracking_uri
+
+        client = open_client(tracking_uri(config))
+        client.log_text(self.parent_run_id, markdown, "summary.md")
+        client.log_dict(self.parent_run_id, {"jobs": rows}, "summary.json")
+        name = sweep_name(config.tracking.experiment, sweep_axes(config), len(rows))
+        client.update_run(self.parent_run_id, name=name)
+        resume = os.environ.get(RESUME_ENV)
+        if resume and not failed:  # every job is recorded: no stack has anything to resume
+            shutil.rmtree(resume, ignore_errors=True)
+        client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+
     def _rows(self) -> list[dict[str, Any]]:
         if self.results is None or not self.results.exists():
             return []
         files = sorted(self.results.glob("*.json"), key=lambda p: int(p.stem))
         return [json.loads(p.read_text()) for p in files]
+
+
+@contextlib.contextmanager
+def _or_exit(what: str) -> Iterator[None]:
+    """A failure inside is printed and ends the sweep's process (exit status 2): a
+    SystemExit is the one exception Hydra's callbacks do not turn into a warning."""
+    try:
+        yield
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, LossoptError) else f"{type(exc).__name__}: {exc}"
+        print_error(message, what)
+        raise SystemExit(2) from None
 
 
 def _summary(rows: list[dict[str, Any]], config: DictConfig, console: Console) -> str:

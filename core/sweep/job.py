@@ -24,6 +24,7 @@ from rich.console import Console
 from lossopt.core._quiet import verbose
 from lossopt.core.errors import LossoptError, print_error
 from lossopt.core.job_context import job_context
+from lossopt.core.store import open_client
 from lossopt.core.sweep.gpu_slots import pin_worker_gpu
 from lossopt.core.tracking import (
     TAG_FINGERPRINT,
@@ -33,18 +34,17 @@ from lossopt.core.tracking import (
     TAG_PID,
     fingerprint,
     is_running,
-    open_client,
     run_name,
     tracking_uri,
 )
 from lossopt.core.train import end_process_group, monitor_of, print_result, record, run
 
 __all__ = [
-    "finished_fingerprints",
     "finished_job",
     "member_task",
     "read_result",
     "sweep_job",
+    "sweep_state",
     "unfinished_run",
     "write_result",
 ]
@@ -64,22 +64,24 @@ def read_result(results: Path | None, job_num: int) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path and path.exists() else None
 
 
-def _finished_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1):
+def _child_runs(cfg: DictConfig, parent_run_id: str, extra: str = "", limit: int = 1) -> list:
+    """Runs of this sweep (children of its parent) matching ``extra``, newest first."""
     client = open_client(tracking_uri(cfg))
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     return client.search_runs(
         [experiment.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'FINISHED'{extra}"
-        ),
+        filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}'{extra}",
+        order_by=["attributes.start_time DESC"],
         max_results=limit,
     )
 
 
 def finished_job(cfg: DictConfig, parent_run_id: str) -> Any | None:
     """The FINISHED child run of this sweep with this job's config fingerprint."""
-    runs = _finished_runs(
-        cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
+    runs = _child_runs(
+        cfg,
+        parent_run_id,
+        f" and attributes.status = 'FINISHED' and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'",
     )
     return runs[0] if runs else None
 
@@ -94,27 +96,12 @@ def unfinished_run(cfg: DictConfig, parent_run_id: str) -> Any | None:
     be continued; None if there is none. A job still running (on this host: its
     process is alive; on another: its checkpoint changed within ``STALE_AFTER_S``) is
     not started twice: that is an error saying where it runs."""
-    client = open_client(tracking_uri(cfg))
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
-            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = _child_runs(cfg, parent_run_id, f" and tags.`{TAG_FINGERPRINT}` = '{fingerprint(cfg)}'")
     if not runs or runs[0].info.status not in ("RUNNING", "KILLED"):
         return None
     run = runs[0]
-    tags = run.data.tags
-    alive = is_running(tags)
-    if alive is None:  # another host: judged by when its checkpoint last changed
-        last = Path(tags.get(TAG_OUTPUT_DIR, "")) / "checkpoints" / "last.ckpt"
-        changed = last.stat().st_mtime if last.exists() else run.info.start_time / 1000
-        alive = time.time() - changed < STALE_AFTER_S
-    if alive and run.info.status == "RUNNING":
+    if _alive(run) and run.info.status == "RUNNING":
+        tags = run.data.tags
         raise LossoptError(
             f"this job is running already: run {run.info.run_id}, process "
             f"{tags.get(TAG_PID)} on {tags.get(TAG_HOST)}. It is not started twice; "
@@ -123,10 +110,35 @@ def unfinished_run(cfg: DictConfig, parent_run_id: str) -> Any | None:
     return run
 
 
-def finished_fingerprints(cfg: DictConfig, parent_run_id: str) -> set[str]:
-    """The config fingerprints of every FINISHED child run of this sweep."""
-    runs = _finished_runs(cfg, parent_run_id, limit=50000)
-    return {r.data.tags.get(TAG_FINGERPRINT) for r in runs} - {None}
+def _alive(run: Any) -> bool:
+    """Whether the process that recorded ``run`` may still be running."""
+    tags = run.data.tags
+    alive = is_running(tags)
+    if alive is None:  # another host: judged by when its checkpoint last changed
+        last = Path(tags.get(TAG_OUTPUT_DIR, "")) / "checkpoints" / "last.ckpt"
+        changed = last.stat().st_mtime if last.exists() else run.info.start_time / 1000
+        alive = time.time() - changed < STALE_AFTER_S
+    return alive
+
+
+def sweep_state(cfg: DictConfig, parent_run_id: str) -> tuple[set[str], dict[str, Any]]:
+    """In one query, what this sweep's store holds of its jobs: the fingerprints of
+    the FINISHED ones, and by fingerprint the runs that a dead process left RUNNING or
+    KILLED, to be continued rather than duplicated."""
+    finished: set[str] = set()
+    unfinished: dict[str, Any] = {}
+    for child in _child_runs(cfg, parent_run_id, limit=50000):  # newest first
+        key, status = child.data.tags.get(TAG_FINGERPRINT), child.info.status
+        if key is None or key in finished:
+            continue
+        if status == "FINISHED":
+            finished.add(key)
+            unfinished.pop(key, None)
+        elif key not in unfinished and (
+            status == "KILLED" or (status == "RUNNING" and not _alive(child))
+        ):
+            unfinished[key] = child
+    return finished, unfinished
 
 
 @contextlib.contextmanager
@@ -150,27 +162,35 @@ def _as_single_run(hydra_cfg) -> Iterator[None]:
         OmegaConf.set_readonly(hydra_cfg, True)
 
 
-def member_task(outcome) -> Callable[[DictConfig], float]:
+def member_task(outcome, resume: Any = None) -> Callable[[DictConfig], float]:
     """The Hydra task function of a job trained as a member of a stack: it records the
-    member's outcome as its job's run, through the same steps as any sweep job."""
+    member's outcome as its job's run, through the same steps as any sweep job.
+    ``resume``: the run a dead process left while recording it (``sweep_state``),
+    continued instead of a new one."""
 
     def task(cfg: DictConfig) -> float:
         from hydra.core.hydra_config import HydraConfig
 
-        return sweep_job(cfg, HydraConfig.get(), *job_context(), member=outcome)
+        return sweep_job(cfg, HydraConfig.get(), *job_context(), member=outcome, resume=resume)
 
     return task
 
 
 def sweep_job(
-    cfg: DictConfig, hydra_cfg, parent_run_id: str | None, results: Path | None, member=None
+    cfg: DictConfig,
+    hydra_cfg,
+    parent_run_id: str | None,
+    results: Path | None,
+    member=None,
+    resume=None,
 ) -> float:
-    """One job of a sweep: skipped when already FINISHED, a failure recorded and
-    reported without stopping the other jobs. Returns the objective (NaN on failure).
+    """One job of a sweep: skipped when already FINISHED, continued in the run a dead
+    process left, a failure recorded and reported without stopping the other jobs.
+    Returns the objective (NaN on failure).
 
     ``member``: the outcome of the job trained in a stack (``core.sweep.stacked``),
     which is recorded instead of training the job here (the launcher already left out
-    the FINISHED ones).
+    the FINISHED ones, and looked up ``resume``, its unfinished run, for the batch).
     """
     job = hydra_cfg.job.num
     monitor, mode = monitor_of(cfg)
@@ -201,16 +221,17 @@ def sweep_job(
     pin_worker_gpu(cfg.trainer, hydra_cfg.launcher._target_, results / "gpu-slots")
     try:
         with _as_single_run(hydra_cfg):
+            if member is None and parent_run_id:
+                resume = unfinished_run(cfg, parent_run_id)
+            if resume is not None:
+                console.print(
+                    f"[yellow]resume[/] job {job}: run {resume.info.run_id}, left "
+                    f"{resume.info.status} by a process that has ended"
+                )
             if member is None:
-                resume = unfinished_run(cfg, parent_run_id) if parent_run_id else None
-                if resume is not None:
-                    console.print(
-                        f"[yellow]resume[/] job {job}: run {resume.info.run_id}, left "
-                        f"{resume.info.status} by a process that has ended"
-                    )
                 result = run(cfg, hydra_cfg.runtime.output_dir, parent_run_id, resume)
             else:
-                result = record(cfg, hydra_cfg.runtime.output_dir, parent_run_id, member)
+                result = record(cfg, hydra_cfg.runtime.output_dir, parent_run_id, member, resume)
     except Exception as exc:  # one failed job must not stop the sweep
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LossoptError) else str(exc)
         print_error(message, f"job {job} failed")

@@ -37,6 +37,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from lossopt.core._kill_points import kill_point
 from lossopt.core.errors import LossoptError, print_error
 
 __all__ = ["STACKED_TRAINER_KEYS", "StackingLauncher", "stack_key"]
@@ -113,6 +114,7 @@ class _Job:
     config: DictConfig  # the composed sweep config, ``hydra`` node included
     task: DictConfig  # what the job's task function gets: the config without ``hydra``
     output_dir: Path
+    resume: Any = None  # its run, left unfinished by a dead process (``job.sweep_state``)
 
 
 def _describe(groups: list[list[_Job]], alone: list[tuple[_Job, str]], skipped: int) -> str:
@@ -247,16 +249,18 @@ class StackingLauncher:
 
     def _plan(self, jobs: list[_Job]) -> tuple[list[list[_Job]], list[tuple[_Job, str]], list]:
         """(stacked groups, jobs alone with why, jobs already FINISHED)."""
-        finished = _finished_fingerprints(jobs[0].task) if jobs else set()
+        finished, unfinished = _sweep_state(jobs[0].task) if jobs else (set(), {})
         from lossopt.core.tracking import fingerprint
 
         by_key: dict[str, list[_Job]] = {}
         alone: list[tuple[_Job, str]] = []
         skipped = []
         for job in jobs:
-            if finished and fingerprint(job.task) in finished:
+            key = fingerprint(job.task) if finished or unfinished else None
+            if key in finished:
                 skipped.append(job)
                 continue
+            job.resume = unfinished.get(key)
             key, why = stack_key(job.task)
             if key is None:
                 alone.append((job, why))
@@ -316,6 +320,7 @@ class StackingLauncher:
         trained = [(part, outcomes) for part, outcomes in trained if outcomes is not None]
         if not trained:
             return
+        kill_point("stack-trained")
         sizes = " and ".join(str(len(part)) for part, _ in trained)
         stacks = "one stack" if len(trained) == 1 else f"two stacks at once ({sizes})"
         count = sum(len(part) for part, _ in trained)
@@ -333,7 +338,7 @@ class StackingLauncher:
                     _draw_confusion, outcome.confusion.numpy(), png
                 )
         for job, outcome in members:
-            returns[job.index] = self._record(job, member_task(outcome))
+            returns[job.index] = self._record(job, member_task(outcome, job.resume))
         for part, _ in trained:  # every member is recorded: nothing left to resume
             if (checkpoint := _stack_checkpoint(part)) is not None:
                 remove_resume_point(checkpoint)
@@ -374,7 +379,7 @@ class StackingLauncher:
         except LossoptError as exc:  # e.g. another process is training these jobs
             for job in jobs:
                 failed = MemberOutcome({"name": job.task.data.name}, _now_ms(), error=exc)
-                returns[job.index] = self._run(job, member_task(failed))
+                returns[job.index] = self._run(job, member_task(failed, job.resume))
         except Exception as exc:  # the stack failed as a whole: its jobs run alone
             print_error(
                 f"{type(exc).__name__}: {exc}",
@@ -671,12 +676,13 @@ def _with_values(template: DictConfig, plan: _ValuePlan, master: DictConfig) -> 
     return config
 
 
-def _finished_fingerprints(config: DictConfig) -> set[str]:
-    """Fingerprints of this sweep's FINISHED jobs (one query for the whole batch)."""
+def _sweep_state(config: DictConfig) -> tuple[set[str], dict[str, Any]]:
+    """This sweep's FINISHED jobs and unfinished runs, by fingerprint (one query for
+    the whole batch: ``job.sweep_state``)."""
     from lossopt.core.job_context import PARENT_ENV
-    from lossopt.core.sweep.job import finished_fingerprints
+    from lossopt.core.sweep.job import sweep_state
 
     parent = os.environ.get(PARENT_ENV)
     if not parent or not config.tracking.enabled:
-        return set()
-    return finished_fingerprints(config, parent)
+        return set(), {}
+    return sweep_state(config, parent)

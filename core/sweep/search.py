@@ -250,7 +250,8 @@ class OptunaSearch:
         """The trial's number on its MLflow run."""
         assert self.config is not None
         if self.config.tracking.enabled:
-            from lossopt.core.tracking import open_client, tracking_uri
+            from lossopt.core.store import open_client
+            from lossopt.core.tracking import tracking_uri
 
             open_client(tracking_uri(self.config)).set_tag(run_id, TAG_TRIAL, str(number))
 
@@ -267,7 +268,8 @@ class OptunaSearch:
         OmegaConf.save(OmegaConf.create(best), folder / "optimization_results.yaml")
         parent = job_context()[0]
         if parent and self.config.tracking.enabled:
-            from lossopt.core.tracking import open_client, tracking_uri
+            from lossopt.core.store import open_client
+            from lossopt.core.tracking import tracking_uri
 
             client = open_client(tracking_uri(self.config))
             client.log_dict(parent, record, "optuna.json")
