@@ -29,7 +29,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VERBOSE_ENV", "calm", "job_progress_bar", "take_verbose_flag", "verbose"]
+__all__ = [
+    "VERBOSE_ENV",
+    "calm",
+    "job_progress_bar",
+    "one_console_for_lightning",
+    "take_verbose_flag",
+    "verbose",
+]
 
 VERBOSE_ENV = "LOSSOPT_VERBOSE"
 VERBOSE_FLAGS = ("-v", "--verbose")
@@ -109,6 +116,19 @@ def calm(sweep: bool = False) -> None:
     warnings.filterwarnings(
         "ignore", message=r"The '\w+' does not have many workers which may be a bottleneck"
     )
+
+
+def one_console_for_lightning() -> None:
+    """Lightning's package logger prints its lines itself and also hands them to the
+    root logger, which Hydra's job logging prints again (and keeps in the job's log
+    file): "GPU available: …" and "`Trainer.fit` stopped: …" came twice. Once Lightning
+    is imported under Hydra (the root logger has handlers), only Hydra's print."""
+    if not logging.getLogger().handlers:
+        return
+    lightning = logging.getLogger("lightning")
+    for handler in list(lightning.handlers):
+        if type(handler) is logging.StreamHandler:  # its console handler, not a file's
+            lightning.removeHandler(handler)
 
 
 def job_progress_bar(trainer: Any) -> list:

@@ -150,12 +150,13 @@ def run(
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from lossopt.core._quiet import job_progress_bar
+    from lossopt.core._quiet import job_progress_bar, one_console_for_lightning
     from lossopt.core._startup_heap import settle
     from lossopt.core.data import lightning_data
     from lossopt.core.recipe import seed_job
     from lossopt.core.tracking import TAG_OUTPUT_DIR, is_rank_zero, source_tags, tracked_run
 
+    one_console_for_lightning()
     checkpoints = Path(output_dir) / "checkpoints"
     last = None
     if resume is not None and (before := resume.data.tags.get(TAG_OUTPUT_DIR)):

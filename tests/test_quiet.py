@@ -45,6 +45,11 @@ def test_a_run_prints_no_third_party_noise_and_v_brings_it_back(tmp_path):
     output = _lossopt("trainer.max_epochs=1", cwd=tmp_path)  # a fresh store: schema created
     assert _noise_in(output, NOISE) == [], output
     assert "best val/accuracy" in output and "lossopt ui" in output
+    # Lightning's lines once each (its own console and Hydra's printed them both).
+    for line in ("GPU available: False, used: False", "`Trainer.fit` stopped: `max_epochs=1`"):
+        assert output.count(line) == 1, output
+    assert "INFO: GPU available" in output  # the terminal's short form; the log file has it all
+    assert "GPU available" in next(tmp_path.glob("outputs/*/*/lossopt.log")).read_text()
 
     verbose = _lossopt("-v", "trainer.max_epochs=1", cwd=tmp_path)
     shown = _noise_in(verbose, NOISE)  # the store exists now: no schema to create
