@@ -14,7 +14,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from lossopt.core.composition import compose
+from lossopt.core.composition import (
+    CONFIG_DIR,
+    CONFIG_NAME,
+    VERSION_BASE,
+    compose,
+    register_hydra_plugins,
+)
+from lossopt.core.configs import store_configs
 from lossopt.core.errors import LossoptError
 from lossopt.core.sweep.launcher import StackingLauncher, _chunks, _describe, stack_key
 
@@ -288,13 +295,6 @@ def test_configs_set_from_a_composed_job_equal_hydras_own_composition(monkeypatc
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from lossopt.core.composition import (
-        CONFIG_DIR,
-        CONFIG_NAME,
-        VERSION_BASE,
-        register_hydra_plugins,
-    )
-    from lossopt.core.configs import store_configs
     from lossopt.core.sweep.launcher import _compose_once
 
     store_configs()
@@ -362,13 +362,6 @@ def test_a_member_is_recorded_through_what_hydras_run_job_does(tmp_path, monkeyp
     from hydra.types import HydraContext, RunMode
     from omegaconf import OmegaConf
 
-    from lossopt.core.composition import (
-        CONFIG_DIR,
-        CONFIG_NAME,
-        VERSION_BASE,
-        register_hydra_plugins,
-    )
-    from lossopt.core.configs import store_configs
     from lossopt.core.sweep.launcher import StackingLauncher
 
     store_configs()
