@@ -67,11 +67,17 @@ def _record(cwd: Path, experiment: str = "lossopt") -> dict:
         jobs = record.setdefault(sweep, {})
         key = child.data.tags["lossopt.fingerprint"]
         assert key not in jobs, f"job {child.info.run_name} recorded twice"
-        lengths = {
-            m: len(client.get_metric_history(child.info.run_id, m)) for m in child.data.metrics
-        }
+        lengths = {m: _history(client, child.info.run_id, m) for m in child.data.metrics}
         jobs[key] = (child.data.metrics, lengths)
     return record
+
+
+def _history(client: MlflowClient, run_id: str, metric: str) -> int | set:
+    """How many values ``metric`` has; for ``epoch``, which steps. Lightning logs
+    ``epoch`` with every logging call, several at one step, and MLflow keeps one of
+    those that fall in the same millisecond: their count depends on timing."""
+    history = client.get_metric_history(run_id, metric)
+    return {m.step for m in history} if metric == "epoch" else len(history)
 
 
 def _same(whole: dict, resumed: dict) -> None:
